@@ -1,0 +1,1 @@
+"""Adapters: scorers in front of models; for now the synthetic games."""

@@ -1,0 +1,1 @@
+"""Deterministic synthetic games with closed-form truth (the synthetic adapter's backend)."""

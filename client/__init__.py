@@ -1,0 +1,1 @@
+"""Python SDK for the multishap explainer service (arrives with the service)."""

@@ -1,0 +1,1 @@
+"""multishap service side: estimators, metrics, and (later) the explainer server."""

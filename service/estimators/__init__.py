@@ -1,0 +1,126 @@
+"""Cross-modal Shapley interaction estimators over one batched value-function contract.
+
+``value_fn(masks)`` takes a bool array of shape (B, m + n) - players 0..m-1 are image
+patches (row-major over the grid), m..m+n-1 text tokens, True = present - and returns a
+float64 array of shape (B,). Every estimator deduplicates coalitions, calls ``value_fn`` in
+batches of at most ``max_batch`` rows, never evaluates more than ``budget`` distinct
+coalitions, and returns bit-identical results for the same seed whatever the batch size.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from . import derivative_regression, pair_sampling
+from .coalitions import ProgressCallback, ValueFunction
+from .exact import MAX_EXACT_PLAYERS, exact_estimate
+from .result import InteractionEstimate
+
+__all__ = [
+    "InteractionEstimate",
+    "METHODS",
+    "INDICES",
+    "exact_interactions",
+    "estimate_interactions",
+    "choose_method",
+]
+
+METHODS = ("auto", "exact", "multishap", "kernel")
+INDICES = ("SII", "BII")
+# Largest game "auto" solves by enumeration when the budget covers every coalition.
+AUTO_EXACT_PLAYERS = 20
+
+
+def _check_common(value_fn: object, m: object, n: object, index: object, max_batch: object) -> None:
+    if not callable(value_fn):
+        raise ValueError("value_fn must be callable: masks (B, m + n) bool -> values (B,) float")
+    for name, value in (("m", m), ("n", n)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        if value < 1:
+            raise ValueError(
+                f"{name} must be at least 1 (m image patches and n text tokens); got {value}"
+            )
+    if index not in INDICES:
+        raise ValueError(f"index must be one of {INDICES}; got {index!r}")
+    if isinstance(max_batch, bool) or not isinstance(max_batch, (int, np.integer)) or max_batch < 1:
+        raise ValueError(f"max_batch must be a positive integer; got {max_batch!r}")
+
+
+def exact_interactions(
+    value_fn: ValueFunction,
+    m: int,
+    n: int,
+    index: str = "SII",
+    max_batch: int = 4096,
+    progress: Optional[ProgressCallback] = None,
+) -> np.ndarray:
+    """Exact (m, n) cross-modal interaction matrix by enumerating all 2^(m+n) coalitions."""
+    _check_common(value_fn, m, n, index, max_batch)
+    return exact_estimate(value_fn, int(m), int(n), index, int(max_batch), progress).phi
+
+
+def choose_method(m: int, n: int, budget: int, index: str = "SII") -> str:
+    """The method ``auto`` uses: exact when the budget covers every coalition of a small
+    game, else derivative-game regression (the most accurate per evaluation on every game
+    family in ``bench/estimators.py``)."""
+    n_players = m + n
+    if n_players <= AUTO_EXACT_PLAYERS and budget >= 1 << n_players:
+        return "exact"
+    return "kernel"
+
+
+def _min_budget(method: str, m: int, n: int) -> int:
+    if method == "exact":
+        return 1 << (m + n)
+    if method == "multishap":
+        return pair_sampling.min_budget(m, n)
+    return derivative_regression.min_budget(m, n)
+
+
+def estimate_interactions(
+    value_fn: ValueFunction,
+    m: int,
+    n: int,
+    method: str = "auto",
+    budget: int = 20_000,
+    seed: int = 0,
+    index: str = "SII",
+    max_batch: int = 4096,
+    progress: Optional[ProgressCallback] = None,
+) -> InteractionEstimate:
+    """Estimate the (m, n) cross-modal interaction matrix within ``budget`` coalitions.
+
+    ``method``: "exact" (enumeration), "multishap" (Algorithm 1, SII-correct sampling;
+    uniform subsets for BII), "kernel" (regression on derivative games) or "auto".
+    ``progress(done, budget)`` is called after every batch sent to ``value_fn``.
+    """
+    _check_common(value_fn, m, n, index, max_batch)
+    m, n = int(m), int(n)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+        raise ValueError(f"budget must be an integer number of coalitions; got {budget!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    if method == "auto":
+        method = choose_method(m, n, int(budget), index)
+    if method == "exact" and m + n > MAX_EXACT_PLAYERS:
+        raise ValueError(
+            f"exact enumeration is limited to {MAX_EXACT_PLAYERS} players; this game has {m + n}"
+        )
+    needed = _min_budget(method, m, n)
+    if budget < needed:
+        raise ValueError(
+            f"budget {budget} is too small for one step of method {method!r} with "
+            f"{m} patches and {n} tokens: it needs at least {needed} coalitions"
+        )
+    if method == "exact":
+        est = exact_estimate(value_fn, m, n, index, int(max_batch), progress)
+        return InteractionEstimate(**{**est.__dict__, "seed": int(seed), "budget": int(budget)})
+    run = pair_sampling.pair_sampling_estimate if method == "multishap" else (
+        derivative_regression.derivative_regression_estimate
+    )
+    return run(value_fn, m, n, int(budget), int(seed), index, int(max_batch), progress)

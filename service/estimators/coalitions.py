@@ -1,0 +1,131 @@
+"""Deduplicated, budgeted, batched access to a value function.
+
+Every estimator talks to the game only through :class:`CoalitionStore`: it registers the
+coalitions it needs, the store assigns each distinct coalition one id, counts it once
+against the budget, and evaluates pending coalitions in batches of at most ``max_batch``
+rows. Estimators do their arithmetic only after a flush, in their own fixed order, so the
+result never depends on how the rows were batched.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+
+ValueFunction = Callable[[np.ndarray], np.ndarray]
+ProgressCallback = Callable[[int, int], None]
+
+
+class BudgetExhausted(Exception):
+    """Raised internally when registering coalitions would exceed the budget."""
+
+
+class CoalitionStore:
+    """Assigns ids to distinct coalitions and evaluates them lazily in batches."""
+
+    def __init__(
+        self,
+        value_fn: ValueFunction,
+        n_players: int,
+        budget: int,
+        max_batch: int = 4096,
+        progress: Optional[ProgressCallback] = None,
+    ) -> None:
+        self._value_fn = value_fn
+        self.n_players = n_players
+        self.budget = budget
+        self.max_batch = max_batch
+        self._progress = progress
+        self._ids: dict[bytes, int] = {}
+        self._masks: list[np.ndarray] = []
+        self._values = np.empty(0, dtype=np.float64)
+        self._evaluated = 0
+
+    @property
+    def size(self) -> int:
+        """Number of distinct coalitions registered so far (evaluated or pending)."""
+        return len(self._ids)
+
+    @property
+    def remaining(self) -> int:
+        """How many more distinct coalitions the budget allows."""
+        return self.budget - len(self._ids)
+
+    def _keys(self, masks: np.ndarray) -> list[bytes]:
+        packed = np.packbits(masks, axis=1)
+        return [row.tobytes() for row in packed]
+
+    def count_new(self, masks: np.ndarray) -> int:
+        """Number of distinct coalitions in ``masks`` that are not registered yet."""
+        keys = self._keys(masks)
+        return len({k for k in keys if k not in self._ids})
+
+    def register(self, masks: np.ndarray) -> np.ndarray:
+        """Register coalitions (rows of a bool array) and return their ids.
+
+        Raises :class:`BudgetExhausted`, registering nothing, when the new distinct
+        coalitions would not fit in the remaining budget.
+        """
+        masks = np.ascontiguousarray(masks, dtype=bool)
+        keys = self._keys(masks)
+        new = [k for k in dict.fromkeys(keys) if k not in self._ids]
+        if len(new) > self.remaining:
+            raise BudgetExhausted
+        rows_by_key = {k: i for i, k in enumerate(keys)}
+        for k in new:
+            self._ids[k] = len(self._masks)
+            self._masks.append(masks[rows_by_key[k]])
+        return np.fromiter((self._ids[k] for k in keys), dtype=np.int64, count=len(keys))
+
+    def values(self, ids: np.ndarray) -> np.ndarray:
+        """Values of registered coalitions, evaluating whatever is still pending."""
+        self.flush()
+        return self._values[ids]
+
+    def flush(self) -> None:
+        """Evaluate all pending coalitions in batches of at most ``max_batch``."""
+        total = len(self._masks)
+        if self._evaluated == total:
+            return
+        values = np.empty(total, dtype=np.float64)
+        values[: self._evaluated] = self._values
+        while self._evaluated < total:
+            stop = min(self._evaluated + self.max_batch, total)
+            batch = np.stack(self._masks[self._evaluated : stop])
+            values[self._evaluated : stop] = self._call(batch)
+            self._evaluated = stop
+            if self._progress is not None:
+                self._progress(self._evaluated, self.budget)
+        self._values = values
+
+    def _call(self, batch: np.ndarray) -> np.ndarray:
+        out = self._value_fn(batch)
+        return check_values(out, len(batch))
+
+
+def check_values(out: object, rows: int) -> np.ndarray:
+    """Validate a value function's output for ``rows`` coalitions; return float64 (rows,)."""
+    try:
+        arr = np.asarray(out)
+    except Exception as exc:  # noqa: BLE001 - any conversion failure is the caller's bug
+        raise ValueError(f"value_fn returned something that is not an array ({exc})") from exc
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(
+            f"value_fn must return real numbers; it returned dtype {arr.dtype} "
+            f"for a batch of {rows} coalitions"
+        )
+    if arr.shape != (rows,):
+        raise ValueError(
+            f"value_fn returned shape {arr.shape} for a batch of {rows} coalitions; "
+            f"expected ({rows},): one value per coalition"
+        )
+    arr = arr.astype(np.float64, copy=False)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"value_fn returned NaN or infinity for {int(bad.sum())} of {rows} coalitions "
+            f"(first at row {first}: {arr[first]}); scores must be finite"
+        )
+    return arr
