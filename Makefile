@@ -28,6 +28,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(BENCH_STAMP)
+	$(BIN)/python bench/faithfulness.py
 	$(BIN)/python bench/estimators.py
 
 clean:

@@ -2,9 +2,10 @@
 
 An explanation here is one score per patch and one per token, the same form as any
 user-supplied attribution (Grad-CAM, attention rollout, LRP...). MultiSHAP-derived scores
-come from Phi's rows (patches) and columns (tokens): ``positive`` sums the synergy
-max(0, Phi_ij) and is the default, because it is what F_syn rewards on
-``bench/faithfulness.py``; ``signed`` and ``absolute`` sums are offered for comparison.
+come from Phi's rows (patches) and columns (tokens): ``signed`` sums (synergy minus
+suppression) are the default, because F_syn rewards them most on
+``bench/faithfulness.py`` (0.47 against 0.42 for positive-part and 0.32 for absolute
+sums); ``positive`` and ``absolute`` are offered for comparison.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from multishap.adapters.synthetic.games import MobiusGame
 
-MULTISHAP_MODES = ("positive", "signed", "absolute")
+MULTISHAP_MODES = ("signed", "positive", "absolute")
 
 
 def random_scores(m: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -22,7 +23,7 @@ def random_scores(m: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.random(m), rng.random(n)
 
 
-def multishap_scores(phi: np.ndarray, mode: str = "positive") -> tuple[np.ndarray, np.ndarray]:
+def multishap_scores(phi: np.ndarray, mode: str = "signed") -> tuple[np.ndarray, np.ndarray]:
     """Patch and token scores from Phi's row and column sums of the chosen transform."""
     phi = np.asarray(phi, dtype=np.float64)
     if phi.ndim != 2:
@@ -41,11 +42,11 @@ def shapley_scores(shapley: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def oracle_scores(game: MobiusGame) -> tuple[np.ndarray, np.ndarray]:
-    """Scores from the game's own synergistic terms: each player gets the coefficients of
-    the positive unanimity terms that span both modalities and contain it."""
+    """Scores from the game's own cross-modal terms: each player gets the summed
+    coefficients of the unanimity terms that span both modalities and contain it, so
+    synergistic players rank first and redundant ones (negative terms) last."""
     scores = np.zeros(game.m + game.n)
     for players, coef in game.terms:
-        spans = min(players) < game.m <= max(players)
-        if coef > 0 and spans:
+        if min(players) < game.m <= max(players):
             scores[list(players)] += coef
     return scores[: game.m], scores[game.m :]
