@@ -28,8 +28,9 @@ import numpy as np
 
 from .anchors import anchor_values, register_anchors
 from .coalitions import BudgetExhausted, CoalitionStore, ProgressCallback, ValueFunction
-from .regression import weighted_least_squares
+from .regression import standard_errors, weighted_least_squares
 from .result import InteractionEstimate
+from .stratified import stratified_shapley
 from .weights import log_binom, shapley_kernel
 
 _MAX_IDLE_DRAWS = 10_000
@@ -84,6 +85,7 @@ class _Design:
         self.enumerated[[0, n_players]] = index == "SII"
         self.bases = np.zeros((0, n_players), dtype=bool)
         self.clusters = np.zeros(0, dtype=np.int64)
+        self.n_clusters = 0
 
     def probabilities(self) -> np.ndarray:
         """Size distribution of sampled bases (zero on enumerated sizes)."""
@@ -167,6 +169,7 @@ def _sample_bases(
     if bases:
         design.bases = np.stack(bases)
         design.clusters = np.asarray(clusters, dtype=np.int64)
+        design.n_clusters = draw
 
 
 def _stratum_rows(n_players: int, complete: np.ndarray, kernel: np.ndarray, skip_ends: bool):
@@ -182,19 +185,36 @@ def _stratum_rows(n_players: int, complete: np.ndarray, kernel: np.ndarray, skip
 
 
 def _solve(
-    x: np.ndarray, y: np.ndarray, w: np.ndarray, clusters: np.ndarray, index: str
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, clusters: np.ndarray, n_clusters: int, index: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fit the values of a game from rows x (first two rows: empty and full coalition).
+    """Fit the values of a game from rows x (for SII the first two rows are the empty and
+    the full coalition); returns the values and their per-draw influence.
 
     SII: Shapley-kernel fit constrained by efficiency, y offset by v(empty). BII: ordinary
     fit with an intercept over all rows.
     """
     if index == "SII":
         z = x[2:].astype(np.float64)
-        return weighted_least_squares(z, y[2:] - y[0], w, clusters, y[1] - y[0])
+        return weighted_least_squares(z, y[2:] - y[0], w, clusters, y[1] - y[0], n_clusters)
     z = np.hstack([np.ones((len(x), 1)), x.astype(np.float64)])
-    beta, se = weighted_least_squares(z, y, w, clusters, None)
-    return beta[1:], se[1:]
+    beta, influence = weighted_least_squares(z, y, w, clusters, None, n_clusters)
+    return beta[1:], influence[:, 1:]
+
+
+def _combine(
+    fit: tuple[np.ndarray, np.ndarray], strat: tuple[np.ndarray, np.ndarray], report: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Variance-optimal mix lambda * fit + (1 - lambda) * strat of two estimates from the
+    same draws, lambda pooled over the reported entries; returns values and influence."""
+    (a, ia), (b, ib) = fit, strat
+    va = (ia[:, report] ** 2).sum()
+    vb = (ib[:, report] ** 2).sum()
+    if not np.isfinite(va):
+        return (b, ib) if np.isfinite(vb) else (a, ia)
+    cov = (ia[:, report] * ib[:, report]).sum()
+    denominator = va + vb - 2.0 * cov
+    lam = float(np.clip((vb - cov) / denominator, 0.0, 1.0)) if denominator > 0 else 1.0
+    return lam * a + (1.0 - lam) * b, lam * ia + (1.0 - lam) * ib
 
 
 def _ends(n_players: int) -> np.ndarray:
@@ -204,13 +224,16 @@ def _ends(n_players: int) -> np.ndarray:
 
 
 def _fit_derivative_game(
-    store: CoalitionStore, design: _Design, j: int, index: str
+    store: CoalitionStore, design: _Design, j: int, index: str, report: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shapley (SII) or Banzhaf (BII) values of all players in D_j, with standard errors.
 
     A coalition S of N \\ {j} with |S| = t arises from a base of size t (j absent) or of
     size t + 1 (j present); its weight is the kernel weight over the share of those bases
-    drawn. Sizes covered by an enumerated base size are exact.
+    drawn. Sizes covered by an enumerated base size are exact. For SII the kernel fit is
+    mixed with a stratified estimate from the same rows (weight chosen to minimise the
+    variance of the ``report`` entries): the fit wins on games close to additive in each
+    D_j, the strata on games with high-order interactions.
     """
     n_players = design.n
     others = np.delete(np.arange(n_players), j)
@@ -237,11 +260,20 @@ def _fit_derivative_game(
     with_j = without.copy()
     with_j[:, j] = True
     d = store.values(store.register(with_j)) - store.values(store.register(without))
-    beta, se = _solve(x, d, np.concatenate(weights), np.concatenate(clusters), index)
+    cl = np.concatenate(clusters)
+    n_clusters = design.n_clusters
+    beta, influence = _solve(x, d, np.concatenate(weights), cl, n_clusters, index)
+    if index == "SII":
+        # Stratified estimate of D_j minus the additive game that shares D_j(N) - D_j(empty)
+        # equally (a control variate with known Shapley values), so both ends are zero.
+        share = (d[1] - d[0]) / n_sub
+        residual = d[2:] - d[0] - x[2:].sum(axis=1) * share
+        strat, strat_influence = stratified_shapley(x[2:], residual, cl, n_clusters)
+        beta, influence = _combine((beta, influence), (strat + share, strat_influence), report[others])
     full_beta = np.zeros(n_players)
     full_se = np.zeros(n_players)
     full_beta[others] = beta
-    full_se[others] = se
+    full_se[others] = standard_errors(influence)
     return full_beta, full_se
 
 
@@ -258,7 +290,7 @@ def _fit_shapley(store: CoalitionStore, design: _Design) -> np.ndarray:
     clusters.append(base_clusters)
     x = np.concatenate([_ends(n_players)] + rows)
     v = store.values(store.register(x))
-    beta, _ = _solve(x, v, np.concatenate(weights), np.concatenate(clusters), "SII")
+    beta, _ = _solve(x, v, np.concatenate(weights), np.concatenate(clusters), design.n_clusters, "SII")
     return beta
 
 
@@ -285,8 +317,10 @@ def derivative_regression_estimate(
 
     phi = np.zeros((m, n))
     stderr = np.zeros((m, n))
+    report = np.zeros(n_players, dtype=bool)
+    report[np.arange(m, n_players) if not flip_tokens else np.arange(m)] = True
     for k, j in enumerate(flip):
-        beta, se = _fit_derivative_game(store, design, int(j), index)
+        beta, se = _fit_derivative_game(store, design, int(j), index, report)
         if flip_tokens:
             phi[:, k], stderr[:, k] = beta[:m], se[:m]
         else:
