@@ -32,6 +32,7 @@ import numpy as np
 
 from .estimators.coalitions import CoalitionStore, ValueFunction
 from .estimators.weights import sii_weights
+from .validation import check_game_size, check_int, check_value_fn
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,14 @@ def _check_scores(scores: Sequence[float] | np.ndarray, length: int, name: str) 
     return arr
 
 
-def _check_args(value_fn: object, m: object, n: object, steps: object) -> None:
-    if not callable(value_fn):
-        raise ValueError("value_fn must be callable: masks (B, m + n) bool -> values (B,) float")
-    for name, value in (("m", m), ("n", n), ("steps", steps)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an integer of at least 1; got {value!r}")
+def _validate(
+    value_fn: object, m: object, n: object, steps: object, patch_scores: object, token_scores: object
+) -> tuple[int, int, int, np.ndarray, np.ndarray]:
+    """Checked (m, n, steps, patch scores, token scores) of an explanation to score."""
+    check_value_fn(value_fn)
+    m, n = check_game_size(m, n)
+    steps = check_int("steps", steps, 1, " (points of the alpha grid after 0)")
+    return m, n, steps, _check_scores(patch_scores, m, "patch_scores"), _check_scores(token_scores, n, "token_scores")
 
 
 def _check_eps(eps: float) -> None:
@@ -157,10 +160,8 @@ def synergistic_faithfulness(
     max_batch: int = 4096,
 ) -> SynergisticFaithfulness:
     """F_syn of an explanation given as one score per patch and one per token."""
-    _check_args(value_fn, m, n, steps)
+    m, n, steps, a, b = _validate(value_fn, m, n, steps, patch_scores, token_scores)
     _check_eps(eps)
-    a = _check_scores(patch_scores, m, "patch_scores")
-    b = _check_scores(token_scores, n, "token_scores")
     mk = _Masks(m, n)
     rows = [mk.of(np.arange(m), np.arange(n)), mk.of()]
     for vk, tk in zip(top_sets(a, steps), top_sets(b, steps)):
@@ -217,10 +218,8 @@ def unimodal_faithfulness(
     Visual: baseline v(T) (no patch, every token); deletion removes the top patches from
     the full input, insertion adds them to the baseline. Textual: symmetric, baseline v(P).
     """
-    _check_args(value_fn, m, n, steps)
+    m, n, steps, a, b = _validate(value_fn, m, n, steps, patch_scores, token_scores)
     _check_eps(eps)
-    a = _check_scores(patch_scores, m, "patch_scores")
-    b = _check_scores(token_scores, n, "token_scores")
     mk = _Masks(m, n)
     all_p, all_t = np.arange(m), np.arange(n)
     rows = [mk.of(all_p, all_t), mk.of(tokens=all_t), mk.of(all_p)]
@@ -269,13 +268,9 @@ def macro_game_sii(
 ) -> MacroGameSII:
     """Exact SII of the pair (V_k, T_k) in the macro game at every step (the reference
     F_syn should rank-correlate with), and its trapezoid area over alpha."""
-    _check_args(value_fn, m, n, steps)
-    if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1:
-        raise ValueError(f"chunks must be an integer of at least 1; got {chunks!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
-    a = _check_scores(patch_scores, m, "patch_scores")
-    b = _check_scores(token_scores, n, "token_scores")
+    m, n, steps, a, b = _validate(value_fn, m, n, steps, patch_scores, token_scores)
+    chunks = check_int("chunks", chunks, 1, " (bimodal chunks of the remaining players)")
+    seed = check_int("seed", seed, 0)
     n_macro = 2 + chunks
     codes = np.arange(1 << n_macro)
     membership = ((codes[:, None] >> np.arange(n_macro)) & 1).astype(bool)

@@ -177,13 +177,13 @@ def test_synergy_of_and_game_in_macro_game_is_one():
         (lambda: synergistic_faithfulness(AND, M, N, np.zeros(M), np.zeros((N, 1))), "token_scores must be a 1-D array"),
         (lambda: synergistic_faithfulness(AND, M, N, np.full(M, np.nan), np.zeros(N)), "NaN or infinity"),
         (lambda: synergistic_faithfulness(AND, M, N, ["x"] * M, np.zeros(N)), "real numbers"),
-        (lambda: synergistic_faithfulness(AND, M, N, np.zeros(M), np.zeros(N), steps=0), "steps must be an integer of at least 1"),
+        (lambda: synergistic_faithfulness(AND, M, N, np.zeros(M), np.zeros(N), steps=0), "steps must be at least 1"),
         (lambda: synergistic_faithfulness(AND, M, N, np.zeros(M), np.zeros(N), eps=0), "eps must be a positive number"),
         (lambda: unimodal_faithfulness(AND, M, N, np.zeros(M), np.zeros(N), eps=-1), "eps must be a positive number"),
         (lambda: unimodal_faithfulness(AND, M, N, np.zeros(M), np.zeros(N), steps=0), "steps must be"),
-        (lambda: macro_game_sii(AND, M, N, np.zeros(M), np.zeros(N), chunks=0), "chunks must be an integer of at least 1"),
+        (lambda: macro_game_sii(AND, M, N, np.zeros(M), np.zeros(N), chunks=0), "chunks must be at least 1"),
         (lambda: macro_game_sii(AND, M, N, np.zeros(M), [np.inf] * N), "NaN or infinity"),
-        (lambda: macro_game_sii(AND, 0, N, np.zeros(0), np.zeros(N)), "m must be an integer of at least 1"),
+        (lambda: macro_game_sii(AND, 0, N, np.zeros(0), np.zeros(N)), "m must be at least 1"),
     ],
 )
 def test_bad_inputs(call, message):

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
-
 from . import derivative_regression, pair_sampling
+from ..validation import check_game_size, check_int, check_value_fn
 from .coalitions import ProgressCallback, ValueFunction
 from .exact import MAX_EXACT_PLAYERS, exact_estimate
 from .result import InteractionEstimate
@@ -33,20 +32,12 @@ INDICES = ("SII", "BII")
 AUTO_EXACT_PLAYERS = 20
 
 
-def _check_common(value_fn: object, m: object, n: object, index: object, max_batch: object) -> None:
-    if not callable(value_fn):
-        raise ValueError("value_fn must be callable: masks (B, m + n) bool -> values (B,) float")
-    for name, value in (("m", m), ("n", n)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"{name} must be an integer, got {value!r}")
-        if value < 1:
-            raise ValueError(
-                f"{name} must be at least 1 (m image patches and n text tokens); got {value}"
-            )
+def _check_common(value_fn: object, m: object, n: object, index: object, max_batch: object) -> tuple[int, int, int]:
+    check_value_fn(value_fn)
+    m, n = check_game_size(m, n)
     if index not in INDICES:
         raise ValueError(f"index must be one of {INDICES}; got {index!r}")
-    if isinstance(max_batch, bool) or not isinstance(max_batch, (int, np.integer)) or max_batch < 1:
-        raise ValueError(f"max_batch must be a positive integer; got {max_batch!r}")
+    return m, n, check_int("max_batch", max_batch, 1, " (rows per value_fn call)")
 
 
 def exact_interactions(
@@ -58,8 +49,8 @@ def exact_interactions(
     progress: Optional[ProgressCallback] = None,
 ) -> np.ndarray:
     """Exact (m, n) cross-modal interaction matrix by enumerating all 2^(m+n) coalitions."""
-    _check_common(value_fn, m, n, index, max_batch)
-    return exact_estimate(value_fn, int(m), int(n), index, int(max_batch), progress).phi
+    m, n, max_batch = _check_common(value_fn, m, n, index, max_batch)
+    return exact_estimate(value_fn, m, n, index, max_batch, progress).phi
 
 
 def choose_method(m: int, n: int, budget: int, index: str = "SII") -> str:
@@ -97,16 +88,13 @@ def estimate_interactions(
     uniform subsets for BII), "kernel" (regression on derivative games) or "auto".
     ``progress(done, budget)`` is called after every batch sent to ``value_fn``.
     """
-    _check_common(value_fn, m, n, index, max_batch)
-    m, n = int(m), int(n)
+    m, n, max_batch = _check_common(value_fn, m, n, index, max_batch)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
-        raise ValueError(f"budget must be an integer number of coalitions; got {budget!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    budget = check_int("budget", budget, 1, " (distinct coalitions to evaluate)")
+    seed = check_int("seed", seed, 0)
     if method == "auto":
-        method = choose_method(m, n, int(budget), index)
+        method = choose_method(m, n, budget, index)
     if method == "exact" and m + n > MAX_EXACT_PLAYERS:
         raise ValueError(
             f"exact enumeration is limited to {MAX_EXACT_PLAYERS} players; this game has {m + n}"
@@ -118,9 +106,9 @@ def estimate_interactions(
             f"{m} patches and {n} tokens: it needs at least {needed} coalitions"
         )
     if method == "exact":
-        est = exact_estimate(value_fn, m, n, index, int(max_batch), progress)
-        return InteractionEstimate(**{**est.__dict__, "seed": int(seed), "budget": int(budget)})
+        est = exact_estimate(value_fn, m, n, index, max_batch, progress)
+        return InteractionEstimate(**{**est.__dict__, "seed": seed, "budget": budget})
     run = pair_sampling.pair_sampling_estimate if method == "multishap" else (
         derivative_regression.derivative_regression_estimate
     )
-    return run(value_fn, m, n, int(budget), int(seed), index, int(max_batch), progress)
+    return run(value_fn, m, n, budget, seed, index, max_batch, progress)

@@ -11,12 +11,23 @@ j of the smaller modality (the "flip" side): each draw then yields one exact sam
 D_j(R \\ {j}) for every flip player j at a cost of about 1 + |flip side| coalitions, and
 each sample informs the whole column through a least-squares fit over all players.
 
-Fitting follows KernelSHAP: the Shapley-kernel weighted least-squares problem, constrained
-by efficiency, has the Shapley values as its solution; sampled rows carry importance
-weights (kernel weight / sampling probability), draws are paired with their complements,
-and the outer coalition sizes are enumerated outright when the budget would sample them
-more often than they have members (the "border trick"). For BII the kernel is uniform and
-the fit is an ordinary regression with an intercept.
+Two estimates of each column come from the same rows:
+
+- a KernelSHAP fit: the Shapley-kernel weighted least-squares problem, constrained by
+  efficiency, has the Shapley values as its solution; sampled rows carry importance
+  weights (kernel weight / share of their size drawn). Exact when D_j is additive, strong
+  on games of low interaction order;
+- stratified means (SVARM-style): Sh_i is the average over sizes of the mean of D_j with i
+  present minus the mean with i absent. Unbiased whatever the interaction order.
+
+They are mixed at the weight that minimises the column's variance, estimated with
+leave-one-draw-out (jackknife) influences, which also give the standard errors; a fit with
+too few rows to be trusted (a draw it interpolates) leaves the stratified estimate alone.
+Draws are paired with their complements and sampled without replacement within a size;
+sizes are drawn in proportion to the Shapley kernel's mass, and outer sizes are enumerated
+outright when the budget would sample them more often than they have members (the
+"border trick"). For BII the kernel is uniform and only the ordinary regression (with an
+intercept) is used.
 """
 
 from __future__ import annotations
