@@ -8,7 +8,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench proto clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/faithfulness.py
 	$(BIN)/python bench/estimators.py
+
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=proto --pyi_out=proto \
+		--grpc_python_out=proto proto/multishap/v1/*.proto
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,207 @@
+"""The servicer every adapter runs: decode and validate, cache, score, count.
+
+A backend only turns a decoded instance into players (``prepare``) and scores coalitions
+(``score``); this module does the rest of the Scorer contract: image decoding, grid and
+mask checks with sentences a person understands, an LRU cache of prepared instances keyed
+by the instance's content hash, and Prometheus metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+from PIL import Image
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from multishap.service.errors import InvalidArgument, TargetFailed
+from multishap.service.wire import matrix_to_proto, unpack_coalitions
+from multishap.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
+
+DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
+
+
+@dataclass(frozen=True)
+class DecodedInstance:
+    """An instance with its image decoded to an (H, W, 3) uint8 array."""
+
+    image: np.ndarray
+    text: str
+    target: str
+    rows: int
+    cols: int
+    masking: common_pb2.MaskingOptions
+    parameters: dict[str, str]
+    key: str
+
+
+@dataclass(frozen=True)
+class PreparedInstance:
+    """What a backend needs to score an instance repeatedly: its players and state."""
+
+    decoded: DecodedInstance
+    tokens: list[str]
+    truth: Optional[np.ndarray] = None
+    state: Any = field(default=None, repr=False)
+
+    @property
+    def num_patches(self) -> int:
+        return self.decoded.rows * self.decoded.cols
+
+    @property
+    def num_players(self) -> int:
+        return self.num_patches + len(self.tokens)
+
+
+class ScoringBackend(ABC):
+    """A model behind the Scorer contract."""
+
+    model_id: str = "unknown"
+    score_semantics: str = "score"
+    factorised: bool = False
+
+    @abstractmethod
+    def prepare(self, instance: DecodedInstance) -> PreparedInstance:
+        """Tokenise and set up the instance; raise InvalidArgument for what cannot be scored."""
+
+    @abstractmethod
+    def score(self, instance: PreparedInstance, masks: np.ndarray) -> np.ndarray:
+        """One float per row of the (B, m + n) bool mask array."""
+
+
+def content_key(instance: common_pb2.Instance) -> str:
+    """Hash of everything in the instance; equal instances share one cache entry."""
+    return hashlib.sha256(instance.SerializeToString(deterministic=True)).hexdigest()
+
+
+def decode_instance(instance: common_pb2.Instance, max_image_pixels: int) -> DecodedInstance:
+    """Decode the image and check the grid against it."""
+    if not instance.image:
+        raise InvalidArgument("the instance has no image bytes")
+    try:
+        with Image.open(io.BytesIO(instance.image)) as img:
+            if img.width * img.height > max_image_pixels:
+                raise InvalidArgument(
+                    f"the image has {img.width}x{img.height} pixels, over this server's limit "
+                    f"of {max_image_pixels}"
+                )
+            pixels = np.asarray(img.convert("RGB"))
+    except InvalidArgument:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is the caller's input
+        raise InvalidArgument(f"the image could not be decoded ({type(exc).__name__}: {exc})") from exc
+    rows, cols = instance.grid.rows, instance.grid.cols
+    if rows < 1 or cols < 1:
+        raise InvalidArgument(f"the patch grid must have at least 1 row and 1 column; got {rows}x{cols}")
+    height, width = pixels.shape[:2]
+    if rows > height or cols > width:
+        raise InvalidArgument(
+            f"the patch grid {rows}x{cols} is larger than the {width}x{height} image: "
+            "every patch needs at least one pixel"
+        )
+    return DecodedInstance(
+        image=pixels,
+        text=instance.text,
+        target=instance.target,
+        rows=rows,
+        cols=cols,
+        masking=instance.masking,
+        parameters=dict(instance.parameters),
+        key=content_key(instance),
+    )
+
+
+class _LRU:
+    """A small thread-safe least-recently-used cache."""
+
+    def __init__(self, size: int) -> None:
+        self._size, self._items, self._lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key: str) -> Optional[PreparedInstance]:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            return None
+
+    def put(self, key: str, value: PreparedInstance) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
+    """The Scorer service over any backend."""
+
+    def __init__(
+        self,
+        backend: ScoringBackend,
+        registry: CollectorRegistry,
+        cache_size: int = 64,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    ) -> None:
+        self.backend = backend
+        self._cache = _LRU(cache_size)
+        self._max_pixels = max_image_pixels
+        self.forward_passes = Counter(
+            "multishap_adapter_forward_passes", "Coalitions scored by the backend", registry=registry
+        )
+        self.batch_size = Histogram(
+            "multishap_adapter_batch_size", "Coalitions per Score request", registry=registry,
+            buckets=(1, 8, 64, 256, 1024, 4096, 16384, 65536),
+        )
+        self.latency = Histogram(
+            "multishap_adapter_score_seconds", "Time to score one Score request", registry=registry
+        )
+
+    def prepared(self, instance: common_pb2.Instance) -> PreparedInstance:
+        """The instance prepared by the backend, from the cache when seen before."""
+        key = content_key(instance)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        prepared = self.backend.prepare(decode_instance(instance, self._max_pixels))
+        if not prepared.tokens:
+            raise InvalidArgument("the text has no tokens to explain")
+        self._cache.put(key, prepared)
+        return prepared
+
+    def Describe(self, request: scorer_pb2.DescribeRequest, context) -> scorer_pb2.Players:
+        prepared = self.prepared(request.instance)
+        players = scorer_pb2.Players(
+            grid=common_pb2.Grid(rows=prepared.decoded.rows, cols=prepared.decoded.cols),
+            tokens=prepared.tokens,
+            score_semantics=self.backend.score_semantics,
+            model_id=self.backend.model_id,
+            factorised=self.backend.factorised,
+        )
+        if prepared.truth is not None:
+            players.truth.CopyFrom(matrix_to_proto(prepared.truth))
+        return players
+
+    def Score(self, request: scorer_pb2.ScoreRequest, context) -> scorer_pb2.ScoreResponse:
+        start = time.perf_counter()
+        prepared = self.prepared(request.instance)
+        expected = prepared.num_players
+        if request.num_players != expected:
+            raise InvalidArgument(
+                f"the instance has {prepared.num_patches} patches and {len(prepared.tokens)} tokens "
+                f"({expected} players), but the request's coalitions have {request.num_players}"
+            )
+        masks = unpack_coalitions(request.coalitions, request.num_players, request.num_coalitions)
+        values = np.asarray(self.backend.score(prepared, masks), dtype=np.float64)
+        if values.shape != (len(masks),):
+            raise TargetFailed(f"the backend returned {values.shape} values for {len(masks)} coalitions")
+        self.forward_passes.inc(len(masks))
+        self.batch_size.observe(len(masks))
+        self.latency.observe(time.perf_counter() - start)
+        return scorer_pb2.ScoreResponse(values=values.tolist())

@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of the multishap.v1 contract (``make proto`` regenerates them)."""

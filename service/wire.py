@@ -1,0 +1,43 @@
+"""Conversions between numpy arrays and the multishap.v1 messages (no gRPC here)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from multishap.v1 import common_pb2
+
+
+def pack_coalitions(masks: np.ndarray) -> bytes:
+    """Bit-pack a (B, N) bool array: each row ceil(N / 8) bytes, numpy packbits order."""
+    return np.packbits(np.asarray(masks, dtype=bool), axis=1).tobytes()
+
+
+def unpack_coalitions(data: bytes, num_players: int, num_coalitions: int) -> np.ndarray:
+    """Inverse of :func:`pack_coalitions`; ValueError when the sizes do not match."""
+    if num_players < 1:
+        raise ValueError("num_players must be at least 1")
+    if num_coalitions < 1:
+        raise ValueError("the request carries no coalition: num_coalitions must be at least 1")
+    stride = (num_players + 7) // 8
+    if len(data) != stride * num_coalitions:
+        raise ValueError(
+            f"coalitions hold {len(data)} bytes but {num_coalitions} coalitions of "
+            f"{num_players} players need {stride * num_coalitions} ({stride} bytes each)"
+        )
+    rows = np.frombuffer(data, dtype=np.uint8).reshape(num_coalitions, stride)
+    return np.unpackbits(rows, axis=1, count=num_players).astype(bool)
+
+
+def matrix_to_proto(matrix: np.ndarray) -> common_pb2.Matrix:
+    """A 2-D float array as a row-major Matrix message."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    return common_pb2.Matrix(rows=matrix.shape[0], cols=matrix.shape[1], values=matrix.ravel().tolist())
+
+
+def matrix_from_proto(message: common_pb2.Matrix) -> Optional[np.ndarray]:
+    """The Matrix message as a (rows, cols) array, or None for an empty message."""
+    if message.rows == 0 and message.cols == 0:
+        return None
+    return np.asarray(message.values, dtype=np.float64).reshape(message.rows, message.cols)
