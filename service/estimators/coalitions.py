@@ -2,9 +2,9 @@
 
 Every estimator talks to the game only through :class:`CoalitionStore`: it registers the
 coalitions it needs, the store assigns each distinct coalition one id, counts it once
-against the budget, and evaluates pending coalitions in batches of at most ``max_batch``
-rows. Estimators do their arithmetic only after a flush, in their own fixed order, so the
-result never depends on how the rows were batched.
+against the budget, and evaluates them in registration order in batches of at most
+``max_batch`` rows. Estimators read values only after a flush, and the values of a
+row-deterministic game do not depend on the batching, so neither does the result.
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ class CoalitionStore:
         for k in new:
             self._ids[k] = len(self._masks)
             self._masks.append(masks[rows_by_key[k]])
+        if len(self._masks) - self._evaluated >= self.max_batch:
+            self._evaluate(full_batches_only=True)
         return np.fromiter((self._ids[k] for k in keys), dtype=np.int64, count=len(keys))
 
     def values(self, ids: np.ndarray) -> np.ndarray:
@@ -85,11 +87,23 @@ class CoalitionStore:
 
     def flush(self) -> None:
         """Evaluate all pending coalitions in batches of at most ``max_batch``."""
+        self._evaluate(full_batches_only=False)
+
+    def _evaluate(self, full_batches_only: bool) -> None:
+        """Evaluate pending coalitions in registration order, ``max_batch`` at a time.
+
+        Registration evaluates each full batch as soon as it is pending, so long runs report
+        progress (and can be stopped) while they sample; a flush then sends the remainder.
+        Batches are cut in registration order either way, so results never depend on when
+        evaluation happened.
+        """
         total = len(self._masks)
+        if full_batches_only:
+            total = self._evaluated + (total - self._evaluated) // self.max_batch * self.max_batch
         if self._evaluated == total:
             return
         values = np.empty(total, dtype=np.float64)
-        values[: self._evaluated] = self._values
+        values[: self._evaluated] = self._values[: self._evaluated]
         while self._evaluated < total:
             stop = min(self._evaluated + self.max_batch, total)
             batch = np.stack(self._masks[self._evaluated : stop])

@@ -1,0 +1,189 @@
+"""Calling a target's adapters: the value function the estimators see, over gRPC.
+
+A target is a set of replicas of one adapter. Score is stateless and idempotent, so a
+call that finds a replica down (UNAVAILABLE, or cut off mid-call) is retried on the next
+replica, and a replica that failed is passed over for a short while. The value function
+splits each batch of coalitions into Score calls of at most ``max_batch`` rows, keeps up to
+``max_in_flight`` of them in flight, and stops as soon as the explanation is cancelled or
+its deadline passes, cancelling the calls still in flight.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Optional
+
+import grpc
+import numpy as np
+
+from multishap.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
+
+from .config import TargetConfig
+from .errors import (
+    Cancelled,
+    DeadlineExceeded,
+    InvalidArgument,
+    ResourceExhausted,
+    ServiceError,
+    TargetFailed,
+    Unavailable,
+)
+from .wire import pack_coalitions
+
+RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
+_POLL_S = 0.05
+_PASS_OVER_S = 1.0
+
+
+class CallControl:
+    """Cancellation and deadline shared by every call of one explanation."""
+
+    def __init__(self, deadline: Optional[float] = None) -> None:
+        self.deadline = deadline
+        self.cancelled = threading.Event()
+
+    def check(self) -> None:
+        if self.cancelled.is_set():
+            raise Cancelled("the explanation was cancelled")
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise DeadlineExceeded("the deadline passed before the explanation finished")
+
+    def timeout(self, limit: float) -> float:
+        if self.deadline is None:
+            return limit
+        return max(min(limit, self.deadline - time.monotonic()), 0.001)
+
+
+class Target:
+    """The replicas of one adapter, called round-robin with failover."""
+
+    def __init__(self, config: TargetConfig, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+        self.config = config
+        options = [("grpc.max_send_message_length", max_message_bytes),
+                   ("grpc.max_receive_message_length", max_message_bytes)]
+        self._channels = [grpc.insecure_channel(a, options=options) for a in config.addresses]
+        self._stubs = [scorer_pb2_grpc.ScorerStub(c) for c in self._channels]
+        self._turn = itertools.count()
+        self._passed_over = [0.0] * len(self._stubs)
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+
+    def _order(self) -> list[int]:
+        with self._lock:
+            start = next(self._turn) % len(self._stubs)
+        ring = [(start + k) % len(self._stubs) for k in range(len(self._stubs))]
+        now = time.monotonic()
+        return sorted(ring, key=lambda i: self._passed_over[i] > now)
+
+    def call(self, method: str, request, control: CallControl):
+        """Call ``method`` on one replica after another until one answers."""
+        failures = []
+        for i in self._order():
+            control.check()
+            future = getattr(self._stubs[i], method).future(request, timeout=control.timeout(self.config.timeout_s))
+            try:
+                while True:
+                    try:
+                        return future.result(timeout=_POLL_S)
+                    except grpc.FutureTimeoutError:
+                        if control.cancelled.is_set() or (control.deadline and time.monotonic() >= control.deadline):
+                            future.cancel()
+                            control.check()
+            except grpc.RpcError as err:
+                code = err.code()
+                if code in RETRYABLE and not control.cancelled.is_set():
+                    with self._lock:
+                        self._passed_over[i] = time.monotonic() + _PASS_OVER_S
+                    failures.append(f"{self.config.addresses[i]}: {code.name} {err.details()}")
+                    continue
+                raise self._translate(err) from None
+        control.check()
+        raise Unavailable(
+            f"target {self.name!r} is unavailable: no replica answered ({'; '.join(failures)})"
+        )
+
+    def _translate(self, err: grpc.RpcError) -> ServiceError:
+        code, details = err.code(), err.details()
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            return InvalidArgument(f"target {self.name!r} refused the instance: {details}")
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return DeadlineExceeded(f"target {self.name!r} did not answer in time: {details}")
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return ResourceExhausted(f"target {self.name!r} is over a limit: {details}")
+        return TargetFailed(f"target {self.name!r} failed ({code.name}): {details}")
+
+    def describe(self, instance: common_pb2.Instance, control: CallControl) -> scorer_pb2.Players:
+        return self.call("Describe", scorer_pb2.DescribeRequest(instance=instance), control)
+
+    def value_function(
+        self,
+        instance: common_pb2.Instance,
+        num_players: int,
+        control: CallControl,
+        on_scored: Callable[[int], None] = lambda count: None,
+    ) -> "RemoteValueFunction":
+        """The estimators' value_fn over this target's Score calls."""
+        return RemoteValueFunction(self, instance, num_players, control, on_scored)
+
+
+class RemoteValueFunction:
+    """value_fn(masks) -> values over Score calls; raises ServiceError subclasses on failure.
+
+    Each call is split into Score requests of at most ``max_batch`` coalitions, up to
+    ``max_in_flight`` of them at once. ``close()`` releases the worker threads.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        instance: common_pb2.Instance,
+        num_players: int,
+        control: CallControl,
+        on_scored: Callable[[int], None],
+    ) -> None:
+        self._target, self._instance, self._players = target, instance, num_players
+        self._control, self._on_scored = control, on_scored
+        self._pool = ThreadPoolExecutor(max_workers=target.config.max_in_flight,
+                                        thread_name_prefix=f"score-{target.name}")
+
+    def _score_chunk(self, masks: np.ndarray) -> np.ndarray:
+        name = self._target.name
+        request = scorer_pb2.ScoreRequest(
+            instance=self._instance, num_players=self._players, num_coalitions=len(masks),
+            coalitions=pack_coalitions(masks),
+        )
+        values = np.asarray(self._target.call("Score", request, self._control).values, dtype=np.float64)
+        if values.shape != (len(masks),):
+            raise TargetFailed(f"target {name!r} returned {len(values)} scores for {len(masks)} coalitions")
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise TargetFailed(
+                f"target {name!r} returned NaN or infinity for {int(bad.sum())} of "
+                f"{len(values)} coalitions; its scores must be finite"
+            )
+        self._on_scored(len(masks))
+        return values
+
+    def __call__(self, masks: np.ndarray) -> np.ndarray:
+        self._control.check()
+        step = self._target.config.max_batch
+        futures = [self._pool.submit(self._score_chunk, masks[k : k + step]) for k in range(0, len(masks), step)]
+        try:
+            return np.concatenate([f.result() for f in futures])
+        except BaseException:
+            # One chunk failed: stop its siblings rather than let them run on.
+            self._control.cancelled.set()
+            raise
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
