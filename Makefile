@@ -21,7 +21,7 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/python -m multishap.service.demo
+	$(BIN)/python -m multishap.client.demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

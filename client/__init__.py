@@ -1,1 +1,16 @@
-"""Python SDK for the multishap explainer service (arrives with the service)."""
+"""Python SDK for the multishap explainer service."""
+
+from .explanation import Explanation, FaithfulnessReport, Metrics, Target
+from .sdk import AsyncExplainerClient, DatasetReport, ExplainerClient, ExplainerError, ProgressUpdate
+
+__all__ = [
+    "AsyncExplainerClient",
+    "DatasetReport",
+    "Explanation",
+    "ExplainerClient",
+    "ExplainerError",
+    "FaithfulnessReport",
+    "Metrics",
+    "ProgressUpdate",
+    "Target",
+]

@@ -1,0 +1,240 @@
+"""The ``multishap`` command: run servers, explain instances and datasets, score explainers.
+
+Every option can also be set by an environment variable MULTISHAP_<OPTION> (upper case,
+dashes as underscores), e.g. MULTISHAP_ADDRESS, MULTISHAP_TARGET, MULTISHAP_BUDGET.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .sdk import ExplainerClient, ExplainerError
+
+
+def _env(option: str, default=None):
+    return os.environ.get("MULTISHAP_" + option.upper().replace("-", "_"), default)
+
+
+def _opt(parser: argparse.ArgumentParser, name: str, help: str, default=None, **kwargs) -> None:
+    """An option whose default comes from MULTISHAP_<NAME>, said in its help."""
+    env = "MULTISHAP_" + name.upper().replace("-", "_")
+    value = _env(name, default)
+    shown = f" (env {env}; default: {default})" if default is not None else f" (env {env})"
+    parser.add_argument(f"--{name}", default=value, help=help + shown, **kwargs)
+
+
+def _grid(text: str) -> tuple[int, int]:
+    try:
+        rows, cols = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"grid must look like 7x7 (rows x columns); got {text!r}") from None
+    return rows, cols
+
+
+def _params(items: Optional[Sequence[str]]) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--param takes KEY=VALUE; got {item!r}")
+        out[key] = value
+    return out
+
+
+def _client_options(p: argparse.ArgumentParser) -> None:
+    _opt(p, "address", "explainer address host:port", "127.0.0.1:50050")
+    _opt(p, "target", "target name configured on the explainer", required=_env("target") is None)
+    _opt(p, "timeout", "seconds before giving up", type=float)
+
+
+def _instance_options(p: argparse.ArgumentParser, need_image: bool = True) -> None:
+    _opt(p, "image", "image file", required=need_image and _env("image") is None)
+    _opt(p, "text", "question, caption or prompt", required=need_image and _env("text") is None)
+    _opt(p, "answer", "the answer or caption being explained", "")
+    _opt(p, "grid", "patch grid, rows x columns", "7x7", type=_grid)
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="adapter parameter (repeatable)")
+    _opt(p, "seed", "random seed", 0, type=int)
+    _opt(p, "budget", "distinct coalitions to evaluate", 20000, type=int)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="multishap",
+        description="Cross-modal Shapley interactions (Φ: image patches x text tokens) for vision-language "
+                    "models, and faithfulness scores for other explainers.",
+        epilog="Every option can also be set as MULTISHAP_<OPTION> in the environment.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the explainer service",
+                           description="Run the Explainer gRPC service in front of configured targets.")
+    _opt(serve, "config", "TOML file with [limits] and [targets.NAME] (see docs)")
+    _opt(serve, "host", "address to listen on", "127.0.0.1")
+    _opt(serve, "port", "gRPC port", 50050, type=int)
+    _opt(serve, "metrics-port", "Prometheus /metrics port (-1: off)", 9090, type=int)
+
+    adapter = sub.add_parser("adapter", help="run an adapter (a Scorer server)")
+    kinds = adapter.add_subparsers(dest="kind", required=True, metavar="KIND")
+    synthetic = kinds.add_parser("synthetic", help="deterministic synthetic games with known truth")
+    _opt(synthetic, "host", "address to listen on", "127.0.0.1")
+    _opt(synthetic, "port", "gRPC port", 50051, type=int)
+    _opt(synthetic, "metrics-port", "Prometheus /metrics port (-1: off)", 9091, type=int)
+
+    explain = sub.add_parser("explain", help="explain one image and text",
+                             description="Explain one instance; prints the metrics and writes JSON + heatmap PNG.")
+    _client_options(explain)
+    _instance_options(explain)
+    _opt(explain, "method", "auto, exact, multishap or kernel", "auto")
+    _opt(explain, "index", "SII or BII", "SII")
+    _opt(explain, "baseline", "image baseline: zero, mean or blur (adapter default if unset)")
+    _opt(explain, "out", "folder for the JSON and PNG", "out")
+
+    dataset = sub.add_parser("explain-dataset", help="explain every instance of a JSONL manifest (resumable)",
+                             description="Each manifest line: {\"id\", \"image\" (path relative to the manifest), "
+                                         "\"text\", \"answer\"}. Finished instances in --out are skipped.")
+    dataset.add_argument("manifest", type=Path)
+    _client_options(dataset)
+    _opt(dataset, "grid", "patch grid, rows x columns", "7x7", type=_grid)
+    _opt(dataset, "method", "auto, exact, multishap or kernel", "auto")
+    _opt(dataset, "budget", "distinct coalitions per instance", 20000, type=int)
+    _opt(dataset, "seed", "random seed", 0, type=int)
+    _opt(dataset, "concurrency", "instances explained at once", 4, type=int)
+    _opt(dataset, "out", "results file (JSON lines)", "results.jsonl", type=Path)
+
+    faith = sub.add_parser("faithfulness", help="score an explanation with F_syn and unimodal metrics")
+    _client_options(faith)
+    _instance_options(faith)
+    _opt(faith, "explainer", "built-in explainer when --scores is not given: multishap, random, shapley", "multishap")
+    _opt(faith, "scores", "JSON file {\"patch_scores\": [...], \"token_scores\": [...]}", type=Path)
+    _opt(faith, "steps", "alpha steps", 10, type=int)
+    _opt(faith, "macro", "also compute the exact macro-game SII reference (yes/no)", "no")
+
+    targets = sub.add_parser("targets", help="list the explainer's targets")
+    _opt(targets, "address", "explainer address host:port", "127.0.0.1:50050")
+    return parser
+
+
+def _wait(running) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: running.stop(5))
+    try:
+        running.wait()
+    except KeyboardInterrupt:
+        running.stop(5)
+    return 0
+
+
+def _metrics_port(value: int) -> Optional[int]:
+    return None if value < 0 else value
+
+
+def cmd_serve(args) -> int:
+    from multishap.service.config import load_config
+    from multishap.service.explainer import serve_explainer
+
+    config = load_config(args.config)
+    if not config.targets:
+        print("no targets configured: give --config or MULTISHAP_TARGETS=name=host:port", file=sys.stderr)
+        return 2
+    running, _ = serve_explainer(config, host=args.host, port=args.port, metrics_port=_metrics_port(args.metrics_port))
+    print(f"explainer on {args.host}:{running.port}, metrics on {running.metrics_port}, "
+          f"targets: {', '.join(config.targets)}", flush=True)
+    return _wait(running)
+
+
+def cmd_adapter(args) -> int:
+    from multishap.adapters.server import serve_adapter
+    from multishap.adapters.synthetic.backend import SyntheticBackend
+
+    running, _ = serve_adapter(SyntheticBackend(), host=args.host, port=args.port,
+                               metrics_port=_metrics_port(args.metrics_port))
+    print(f"synthetic adapter on {args.host}:{running.port}, metrics on {running.metrics_port}", flush=True)
+    return _wait(running)
+
+
+def cmd_explain(args) -> int:
+    from .report import save, summary
+
+    with ExplainerClient(args.address, timeout=args.timeout) as client:
+        exp = client.explain(args.image, args.text, target=args.target, answer=args.answer, grid=args.grid,
+                             method=args.method, budget=args.budget, seed=args.seed, index=args.index,
+                             parameters=_params(args.param), image_baseline=args.baseline, progress=True)
+    print(summary(exp))
+    json_path, png_path = save(exp, Path(args.out), Path(args.image).stem)
+    print(f"\nwrote {json_path} and {png_path}")
+    return 0
+
+
+def cmd_explain_dataset(args) -> int:
+    records = []
+    for n, line in enumerate(args.manifest.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise SystemExit(f"{args.manifest}:{n}: not JSON ({err})") from None
+            if "image" not in record or "text" not in record:
+                raise SystemExit(f"{args.manifest}:{n}: each line needs \"image\" and \"text\"")
+            record["image"] = str((args.manifest.parent / record["image"]).resolve())
+            records.append(record)
+    with ExplainerClient(args.address, timeout=args.timeout) as client:
+        report = client.explain_dataset(records, target=args.target, concurrency=args.concurrency, out=args.out,
+                                        grid=args.grid, method=args.method, budget=args.budget, seed=args.seed)
+    print(report.table())
+    print(f"\nMSR {report.msr:.3f}  SDR {report.sdr:.3f}  over {len(report.rows)} instances "
+          f"({report.skipped} resumed from {args.out}, {len(report.failed)} failed)")
+    for failure in report.failed:
+        print(f"failed {failure['id']}: {failure['error']}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def cmd_faithfulness(args) -> int:
+    scores = json.loads(args.scores.read_text()) if args.scores else {}
+    with ExplainerClient(args.address, timeout=args.timeout) as client:
+        r = client.faithfulness(args.image, args.text, target=args.target, answer=args.answer, grid=args.grid,
+                                patch_scores=scores.get("patch_scores"), token_scores=scores.get("token_scores"),
+                                explainer=args.explainer, steps=args.steps, macro_game=args.macro.lower() in ("yes", "1", "true"),
+                                seed=args.seed, budget=args.budget, parameters=_params(args.param), progress=True)
+    print("| metric | value |\n|---|---|")
+    for name, value in [("F_syn", r.f_syn), ("F_ins", r.f_ins), ("F_del", r.f_del),
+                        ("F_syn unclipped", r.f_syn_unclipped), ("F_syn raw", r.f_syn_raw),
+                        ("visual SRG", r.visual.srg), ("textual SRG", r.text.srg)]:
+        print(f"| {name} | {value:+.4f} |")
+    if r.macro_auc is not None:
+        print(f"| macro-game SII area | {r.macro_auc:+.4f} |")
+    print(f"\n{r.evaluations} coalitions scored in {r.seconds:.2f} s")
+    return 0
+
+
+def cmd_targets(args) -> int:
+    with ExplainerClient(args.address, timeout=10) as client:
+        for t in client.targets():
+            print(f"{t.name}\t{'reachable' if t.reachable else 'UNREACHABLE'}\t{','.join(t.addresses)}")
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "adapter": cmd_adapter, "explain": cmd_explain,
+            "explain-dataset": cmd_explain_dataset, "faithfulness": cmd_faithfulness, "targets": cmd_targets}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ExplainerError as err:
+        print(f"error: {err.code}: {err.details}", file=sys.stderr)
+        return 1
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
