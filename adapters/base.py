@@ -22,7 +22,7 @@ from PIL import Image
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from multishap.service.errors import InvalidArgument, TargetFailed
-from multishap.service.wire import matrix_to_proto, unpack_coalitions
+from multishap.service.wire import matrix_to_proto, pack_values, unpack_coalitions
 from multishap.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
 DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
@@ -204,4 +204,4 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
         self.forward_passes.inc(len(masks))
         self.batch_size.observe(len(masks))
         self.latency.observe(time.perf_counter() - start)
-        return scorer_pb2.ScoreResponse(values=values.tolist())
+        return scorer_pb2.ScoreResponse(values=pack_values(values))

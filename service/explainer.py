@@ -115,7 +115,7 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
         """Run ``work`` in a thread; yield Progress messages, then its result."""
         remaining = context.time_remaining()
         control = CallControl(None if remaining is None else time.monotonic() + remaining)
-        context.add_callback(control.cancelled.set)
+        context.add_callback(control.cancel)
         events: queue.Queue = queue.Queue()
         start = time.monotonic()
 
@@ -142,7 +142,7 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
                 else:
                     raise payload[0]
         finally:
-            control.cancelled.set()
+            control.cancel()
             worker.join()
 
     def _target_info(self, target: Target, players) -> explainer_pb2.TargetInfo:

@@ -14,7 +14,8 @@ import itertools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
 
 import grpc
 import numpy as np
@@ -31,22 +32,52 @@ from .errors import (
     TargetFailed,
     Unavailable,
 )
-from .wire import pack_coalitions
+from .wire import pack_coalitions, unpack_values
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
-_POLL_S = 0.05
+SCORE_PATH = "/multishap.v1.Scorer/Score"
 _PASS_OVER_S = 1.0
 
 
 class CallControl:
-    """Cancellation and deadline shared by every call of one explanation."""
+    """Cancellation and deadline shared by every call of one explanation.
+
+    ``cancel()`` marks the explanation cancelled and cancels the Score calls in flight;
+    the deadline travels with each call as its timeout, so gRPC enforces it.
+    """
 
     def __init__(self, deadline: Optional[float] = None) -> None:
         self.deadline = deadline
-        self.cancelled = threading.Event()
+        self._cancelled = threading.Event()
+        self._in_flight: set = set()
+        self._lock = threading.Lock()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        with self._lock:
+            in_flight = list(self._in_flight)
+        for future in in_flight:
+            future.cancel()
+
+    @contextmanager
+    def track(self, future) -> Iterator[None]:
+        """Keep ``future`` cancellable by :meth:`cancel` while it runs."""
+        with self._lock:
+            self._in_flight.add(future)
+        if self.cancelled:
+            future.cancel()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight.discard(future)
 
     def check(self) -> None:
-        if self.cancelled.is_set():
+        if self.cancelled:
             raise Cancelled("the explanation was cancelled")
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise DeadlineExceeded("the deadline passed before the explanation finished")
@@ -65,9 +96,14 @@ class Target:
         options = [("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.max_receive_message_length", max_message_bytes)]
         self._channels = [grpc.insecure_channel(a, options=options) for a in config.addresses]
-        self._stubs = [scorer_pb2_grpc.ScorerStub(c) for c in self._channels]
+        # Score takes pre-serialised request bytes (see RemoteValueFunction).
+        self._calls = {
+            "Describe": [scorer_pb2_grpc.ScorerStub(c).Describe for c in self._channels],
+            "Score": [c.unary_unary(SCORE_PATH, response_deserializer=scorer_pb2.ScoreResponse.FromString)
+                      for c in self._channels],
+        }
         self._turn = itertools.count()
-        self._passed_over = [0.0] * len(self._stubs)
+        self._passed_over = [0.0] * len(self._channels)
         self._lock = threading.Lock()
 
     @property
@@ -80,8 +116,8 @@ class Target:
 
     def _order(self) -> list[int]:
         with self._lock:
-            start = next(self._turn) % len(self._stubs)
-        ring = [(start + k) % len(self._stubs) for k in range(len(self._stubs))]
+            start = next(self._turn) % len(self._channels)
+        ring = [(start + k) % len(self._channels) for k in range(len(self._channels))]
         now = time.monotonic()
         return sorted(ring, key=lambda i: self._passed_over[i] > now)
 
@@ -90,18 +126,17 @@ class Target:
         failures = []
         for i in self._order():
             control.check()
-            future = getattr(self._stubs[i], method).future(request, timeout=control.timeout(self.config.timeout_s))
+            future = self._calls[method][i].future(request, timeout=control.timeout(self.config.timeout_s))
             try:
-                while True:
-                    try:
-                        return future.result(timeout=_POLL_S)
-                    except grpc.FutureTimeoutError:
-                        if control.cancelled.is_set() or (control.deadline and time.monotonic() >= control.deadline):
-                            future.cancel()
-                            control.check()
+                with control.track(future):
+                    return future.result()
+            except grpc.FutureCancelledError:
+                control.check()
+                raise
             except grpc.RpcError as err:
+                control.check()
                 code = err.code()
-                if code in RETRYABLE and not control.cancelled.is_set():
+                if code in RETRYABLE:
                     with self._lock:
                         self._passed_over[i] = time.monotonic() + _PASS_OVER_S
                     failures.append(f"{self.config.addresses[i]}: {code.name} {err.details()}")
@@ -140,7 +175,10 @@ class RemoteValueFunction:
     """value_fn(masks) -> values over Score calls; raises ServiceError subclasses on failure.
 
     Each call is split into Score requests of at most ``max_batch`` coalitions, up to
-    ``max_in_flight`` of them at once. ``close()`` releases the worker threads.
+    ``max_in_flight`` of them at once. The instance (with its image) is serialised once:
+    a serialised protobuf message followed by another is the merge of the two, so each
+    request is those bytes plus the serialised coalitions. ``close()`` releases the
+    worker threads.
     """
 
     def __init__(
@@ -151,20 +189,21 @@ class RemoteValueFunction:
         control: CallControl,
         on_scored: Callable[[int], None],
     ) -> None:
-        self._target, self._instance, self._players = target, instance, num_players
+        self._target, self._players = target, num_players
+        self._prefix = scorer_pb2.ScoreRequest(instance=instance, num_players=num_players).SerializeToString()
         self._control, self._on_scored = control, on_scored
         self._pool = ThreadPoolExecutor(max_workers=target.config.max_in_flight,
                                         thread_name_prefix=f"score-{target.name}")
 
     def _score_chunk(self, masks: np.ndarray) -> np.ndarray:
         name = self._target.name
-        request = scorer_pb2.ScoreRequest(
-            instance=self._instance, num_players=self._players, num_coalitions=len(masks),
-            coalitions=pack_coalitions(masks),
-        )
-        values = np.asarray(self._target.call("Score", request, self._control).values, dtype=np.float64)
-        if values.shape != (len(masks),):
-            raise TargetFailed(f"target {name!r} returned {len(values)} scores for {len(masks)} coalitions")
+        request = self._prefix + scorer_pb2.ScoreRequest(
+            num_coalitions=len(masks), coalitions=pack_coalitions(masks)
+        ).SerializeToString()
+        try:
+            values = unpack_values(self._target.call("Score", request, self._control).values, len(masks))
+        except ValueError as err:
+            raise TargetFailed(f"target {name!r} answered wrongly: {err}") from None
         bad = ~np.isfinite(values)
         if bad.any():
             raise TargetFailed(
@@ -177,12 +216,14 @@ class RemoteValueFunction:
     def __call__(self, masks: np.ndarray) -> np.ndarray:
         self._control.check()
         step = self._target.config.max_batch
+        if len(masks) <= step:
+            return self._score_chunk(masks)
         futures = [self._pool.submit(self._score_chunk, masks[k : k + step]) for k in range(0, len(masks), step)]
         try:
             return np.concatenate([f.result() for f in futures])
         except BaseException:
             # One chunk failed: stop its siblings rather than let them run on.
-            self._control.cancelled.set()
+            self._control.cancel()
             raise
 
     def close(self) -> None:

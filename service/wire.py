@@ -30,6 +30,18 @@ def unpack_coalitions(data: bytes, num_players: int, num_coalitions: int) -> np.
     return np.unpackbits(rows, axis=1, count=num_players).astype(bool)
 
 
+def pack_values(values: np.ndarray) -> bytes:
+    """Scores as little-endian float64 bytes (ScoreResponse.values)."""
+    return np.ascontiguousarray(values, dtype="<f8").tobytes()
+
+
+def unpack_values(data: bytes, expected: int) -> np.ndarray:
+    """Inverse of :func:`pack_values`; ValueError unless it holds ``expected`` scores."""
+    if len(data) != 8 * expected:
+        raise ValueError(f"the response holds {len(data) / 8:g} scores for {expected} coalitions")
+    return np.frombuffer(data, dtype="<f8").astype(np.float64)
+
+
 def matrix_to_proto(matrix: np.ndarray) -> common_pb2.Matrix:
     """A 2-D float array as a row-major Matrix message."""
     matrix = np.asarray(matrix, dtype=np.float64)

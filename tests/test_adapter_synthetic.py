@@ -12,7 +12,7 @@ from images import png
 from multishap.adapters.server import serve_adapter
 from multishap.adapters.synthetic.backend import SyntheticBackend
 from multishap.adapters.synthetic.games import make_game
-from multishap.service.wire import matrix_from_proto, pack_coalitions
+from multishap.service.wire import matrix_from_proto, pack_coalitions, unpack_values
 from multishap.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
 TEXT = "a cat on a couch"
@@ -35,9 +35,10 @@ def instance(**overrides):
 
 
 def score(stub, inst, masks, num_players=None):
-    return stub.Score(scorer_pb2.ScoreRequest(
+    reply = stub.Score(scorer_pb2.ScoreRequest(
         instance=inst, num_players=num_players or masks.shape[1], num_coalitions=len(masks),
         coalitions=pack_coalitions(masks)), timeout=10)
+    return unpack_values(reply.values, len(masks))
 
 
 def test_describe_returns_players_and_closed_form_truth(adapter):
@@ -54,7 +55,7 @@ def test_score_equals_the_game_in_process_for_odd_player_counts(adapter):
     _, stub, _ = adapter
     game = make_game("unanimity-low", 9, 5, seed=4)
     masks = np.random.default_rng(0).random((300, 14)) < 0.5
-    values = np.array(score(stub, instance(), masks).values)
+    values = score(stub, instance(), masks)
     np.testing.assert_array_equal(values, game(masks))
 
 
@@ -62,9 +63,9 @@ def test_same_instance_same_answer_and_seed_from_content(adapter):
     _, stub, _ = adapter
     masks = np.random.default_rng(1).random((50, 14)) < 0.5
     plain = instance(parameters={"family": "mlp"})
-    a = score(stub, plain, masks).values
-    b = score(stub, plain, masks).values
-    other = score(stub, instance(parameters={"family": "mlp"}, image=png(seed=9)), masks).values
+    a = list(score(stub, plain, masks))
+    b = list(score(stub, plain, masks))
+    other = list(score(stub, instance(parameters={"family": "mlp"}, image=png(seed=9)), masks))
     assert list(a) == list(b) and list(a) != list(other)
 
 
@@ -89,7 +90,7 @@ def test_bad_requests_are_invalid_argument_and_server_keeps_serving(adapter, ins
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert running.registry.get_sample_value("multishap_rpc_errors_total", labels) == before + 1
     assert message in err.value.details()
-    assert len(score(stub, instance(), np.ones((2, 14), dtype=bool)).values) == 2
+    assert len(score(stub, instance(), np.ones((2, 14), dtype=bool))) == 2
 
 
 def test_truncated_coalitions_are_refused(adapter):

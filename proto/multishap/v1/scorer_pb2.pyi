@@ -44,5 +44,5 @@ class ScoreRequest(_message.Message):
 class ScoreResponse(_message.Message):
     __slots__ = ("values",)
     VALUES_FIELD_NUMBER: _ClassVar[int]
-    values: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+    values: bytes
+    def __init__(self, values: _Optional[bytes] = ...) -> None: ...
