@@ -145,6 +145,15 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
             control.cancel()
             worker.join()
 
+    def _events(self, rpc: str, context, work, event_type, result_field: str) -> Iterator:
+        """The RPC's stream: progress events, then one event carrying the result."""
+        with self._slot(rpc):
+            for item in self._stream(context, work):
+                if isinstance(item, explainer_pb2.Progress):
+                    yield event_type(progress=item)
+                else:
+                    yield event_type(**{result_field: item})
+
     def _target_info(self, target: Target, players) -> explainer_pb2.TargetInfo:
         return explainer_pb2.TargetInfo(
             name=target.name, addresses=target.config.addresses, model_id=players.model_id,
@@ -196,12 +205,7 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
                 method=est.method, index=est.index, budget=budget, target=self._target_info(target, players),
             )
 
-        with self._slot("Explain"):
-            for item in self._stream(context, work):
-                if isinstance(item, explainer_pb2.Progress):
-                    yield explainer_pb2.ExplainEvent(progress=item)
-                else:
-                    yield explainer_pb2.ExplainEvent(explanation=item)
+        yield from self._events("Explain", context, work, explainer_pb2.ExplainEvent, "explanation")
 
     def Faithfulness(self, request: explainer_pb2.FaithfulnessRequest, context) -> Iterator[explainer_pb2.FaithfulnessEvent]:
         target = self._target(request.target)
@@ -255,12 +259,7 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
                 target=self._target_info(target, players),
             )
 
-        with self._slot("Faithfulness"):
-            for item in self._stream(context, work):
-                if isinstance(item, explainer_pb2.Progress):
-                    yield explainer_pb2.FaithfulnessEvent(progress=item)
-                else:
-                    yield explainer_pb2.FaithfulnessEvent(result=item)
+        yield from self._events("Faithfulness", context, work, explainer_pb2.FaithfulnessEvent, "result")
 
 
 def _reachable(target: Target, timeout: float = 1.0) -> bool:
