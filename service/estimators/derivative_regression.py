@@ -115,24 +115,24 @@ class _Design:
 
 
 def _enumerate_borders(store: CoalitionStore, design: _Design, flip: np.ndarray) -> None:
-    """Enumerate outer size strata while the budget would sample them at least fully."""
+    """Enumerate outer size strata while that costs no more than sampling would spend there.
+
+    Sampling would give a size pair the budget share ``remaining * q``; enumerating it costs
+    its coalitions not yet registered (flips of neighbouring sizes overlap), counted exactly.
+    """
     n_players = design.n
-    cost_per_base = 1 + len(flip)
     for size in range(1, n_players // 2 + 1):
         sizes = sorted({size, n_players - size})
         if design.enumerated[sizes].all():
             continue
-        members = int(design.members[sizes].sum())
-        if members > _MAX_ENUMERATED_STRATUM:
-            return
-        expected_draws = store.remaining / cost_per_base * design.probabilities()[sizes].sum()
-        if expected_draws < members:
+        if design.members[sizes].sum() > _MAX_ENUMERATED_STRATUM:
             return
         rows = _with_flips(np.concatenate([_stratum(n_players, s) for s in sizes]), flip)
-        try:
-            store.register(rows)
-        except BudgetExhausted:
+        share = store.remaining * design.probabilities()[sizes].sum()
+        cost = store.count_new(rows)
+        if cost > share or cost > store.remaining:
             return
+        store.register(rows)
         design.enumerated[sizes] = True
 
 
