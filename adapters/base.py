@@ -67,6 +67,9 @@ class ScoringBackend(ABC):
     score_semantics: str = "score"
     factorised: bool = False
 
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """Add backend-specific metrics to the server's registry (none by default)."""
+
     @abstractmethod
     def prepare(self, instance: DecodedInstance) -> PreparedInstance:
         """Tokenise and set up the instance; raise InvalidArgument for what cannot be scored."""
@@ -150,6 +153,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         self.backend = backend
+        backend.register_metrics(registry)
         self._cache = _LRU(cache_size)
         self._max_pixels = max_image_pixels
         self.forward_passes = Counter(

@@ -81,11 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(serve, "metrics-port", "Prometheus /metrics port (-1: off)", 9090, type=int)
 
     adapter = sub.add_parser("adapter", help="run an adapter (a Scorer server)")
-    kinds = adapter.add_subparsers(dest="kind", required=True, metavar="KIND")
+    kinds = adapter.add_subparsers(dest="adapter", required=True, metavar="ADAPTER")
     synthetic = kinds.add_parser("synthetic", help="deterministic synthetic games with known truth")
     _opt(synthetic, "host", "address to listen on", "127.0.0.1")
     _opt(synthetic, "port", "gRPC port", 50051, type=int)
     _opt(synthetic, "metrics-port", "Prometheus /metrics port (-1: off)", 9091, type=int)
+
+    hf = kinds.add_parser("hf", help="a local Hugging Face / PyTorch model (imagenet-zeroshot, clip)")
+    _opt(hf, "kind", "model kind: imagenet-zeroshot (real pretrained, offline) or clip", "imagenet-zeroshot")
+    _opt(hf, "model", "local checkpoint path (clip)")
+    _opt(hf, "device", "cpu or cuda", "cpu")
+    _opt(hf, "dtype", "float32, float16 or bfloat16 (half precision on CUDA only)", "float32")
+    _opt(hf, "micro-batch", "inputs per encoder forward pass", 64, type=int)
+    _opt(hf, "host", "address to listen on", "127.0.0.1")
+    _opt(hf, "port", "gRPC port", 50052, type=int)
+    _opt(hf, "metrics-port", "Prometheus /metrics port (-1: off)", 9092, type=int)
 
     explain = sub.add_parser("explain", help="explain one image and text",
                              description="Explain one instance; prints the metrics and writes JSON + heatmap PNG.")
@@ -150,11 +160,18 @@ def cmd_serve(args) -> int:
 
 def cmd_adapter(args) -> int:
     from multishap.adapters.server import serve_adapter
-    from multishap.adapters.synthetic.backend import SyntheticBackend
 
-    running, _ = serve_adapter(SyntheticBackend(), host=args.host, port=args.port,
-                               metrics_port=_metrics_port(args.metrics_port))
-    print(f"synthetic adapter on {args.host}:{running.port}, metrics on {running.metrics_port}", flush=True)
+    if args.adapter == "hf":
+        from multishap.adapters.hf import load_backend
+
+        backend = load_backend(args.kind, args.model, args.device, args.dtype, args.micro_batch)
+    else:
+        from multishap.adapters.synthetic.backend import SyntheticBackend
+
+        backend = SyntheticBackend()
+    running, _ = serve_adapter(backend, host=args.host, port=args.port, metrics_port=_metrics_port(args.metrics_port))
+    print(f"{args.adapter} adapter ({backend.model_id}) on {args.host}:{running.port}, "
+          f"metrics on {running.metrics_port}", flush=True)
     return _wait(running)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from .efficientnet_lite import load_pretrained, normalise
+from .efficientnet_lite import MEAN, load_pretrained, normalise
 
 CLASSES_FILE = Path(__file__).with_name("imagenet_classes.tsv")
 IMAGE_SIZE = 224
@@ -39,6 +39,7 @@ class ImageNetZeroShot(torch.nn.Module):
     """encode_images / encode_texts into one 384-d space; score = cosine similarity."""
 
     model_id = "efficientnet-lite0-imagenet x all-MiniLM-L6-v2 (zero-shot)"
+    image_size = IMAGE_SIZE
 
     def __init__(self, device: str = "cpu") -> None:
         super().__init__()
@@ -51,6 +52,7 @@ class ImageNetZeroShot(torch.nn.Module):
         self.image_model = load_pretrained().to(self.device)
         prompts = [f"a photo of a {name}" for name in imagenet_class_names()]
         self.register_buffer("class_embeddings", self._embed_prompts(prompts))
+        self.zero_pixel = torch.full((3,), MEAN)
 
     @torch.inference_mode()
     def _embed_prompts(self, prompts: list[str], batch: int = 250) -> torch.Tensor:
