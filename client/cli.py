@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(hf, "model", "local checkpoint path (clip)")
     _opt(hf, "device", "cpu or cuda", "cpu")
     _opt(hf, "dtype", "float32, float16 or bfloat16 (half precision on CUDA only)", "float32")
-    _opt(hf, "micro-batch", "inputs per encoder forward pass", 64, type=int)
+    _opt(hf, "micro-batch", "inputs per encoder forward pass", 32, type=int)
     _opt(hf, "host", "address to listen on", "127.0.0.1")
     _opt(hf, "port", "gRPC port", 50052, type=int)
     _opt(hf, "metrics-port", "Prometheus /metrics port (-1: off)", 9092, type=int)

@@ -142,10 +142,11 @@ def test_cli_explain_targets_and_dataset(service, tmp_path, monkeypatch, capsys)
     assert "NOT_FOUND" in capsys.readouterr().err
 
 
-def test_demo_runs_and_writes_its_files(tmp_path, capsys):
+@pytest.mark.slow
+def test_demo_runs_on_the_real_model_and_writes_its_files(tmp_path, capsys):
     from multishap.client.demo import main as demo
 
-    assert demo(str(tmp_path)) == 0
+    assert demo([str(tmp_path), "--grid", "2x2", "--budget", "300"]) == 0
     printed = capsys.readouterr().out
-    assert "relative error against the game's closed-form SII" in printed
+    assert "encoder passes" in printed and "Φ of 'cat'" in printed
     assert (tmp_path / "chelsea-heatmap.png").exists() and (tmp_path / "chelsea-explanation.json").exists()

@@ -134,3 +134,19 @@ def test_exact_sii_with_the_real_model_agrees_factorised_and_plain(zeroshot_back
     zeroshot_backend.factorised = True
     np.testing.assert_allclose(fact, plain, atol=1e-6)
     assert np.abs(fact).max() > 1e-4
+
+
+def test_embeddings_are_cached_across_requests(clip_backend):
+    prep = prepared(clip_backend, instance("a cat"))
+    masks = np.random.default_rng(4).random((50, prep.num_players)) < 0.5
+    from prometheus_client import CollectorRegistry
+
+    running_before, registry = clip_backend.passes, CollectorRegistry()
+    clip_backend.register_metrics(registry)
+    first = clip_backend.score(prep, masks)
+    second = clip_backend.score(prep, masks[::-1])
+    np.testing.assert_array_equal(first, second[::-1])
+    passes = {e: registry.get_sample_value("multishap_adapter_encoder_passes_total", {"encoder": e})
+              for e in ("image", "text")}
+    assert passes == {"image": len(np.unique(masks[:, :9], axis=0)), "text": len(np.unique(masks[:, 9:], axis=0))}
+    clip_backend.passes = running_before

@@ -9,7 +9,7 @@ DTYPES = ("float32", "float16", "bfloat16")
 
 
 def load_backend(kind: str, model: Optional[str] = None, device: str = "cpu", dtype: str = "float32",
-                 micro_batch: int = 64):
+                 micro_batch: int = 32):
     """The backend for a model kind; ``model`` is a local checkpoint path (clip)."""
     import torch
 

@@ -2,15 +2,17 @@
 
 v(S) = cosine(image encoder(masked image), text encoder(masked text)). The image part of
 a coalition only affects the image embedding and the text part only the text embedding,
-so within each Score batch every distinct masked image and every distinct masked text is
-encoded once and the scores are combined afterwards (DESIGN.md section 3): the estimate is
-unchanged, the number of encoder passes falls by the number of coalitions sharing them.
+so every distinct masked image and every distinct masked text is encoded once per
+instance - embeddings are cached with the prepared instance, across Score requests - and
+the scores are combined afterwards (DESIGN.md section 3): the estimate is unchanged, the
+number of encoder passes falls by the number of coalitions sharing them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -68,12 +70,42 @@ def text_layout(tokenizer, text: str, text_mask: str, max_length: int) -> tuple[
     return layout, tokenizer.convert_ids_to_tokens(players)
 
 
+class EmbeddingCache:
+    """Embeddings of masked inputs keyed by their mask, shared by concurrent requests.
+
+    Holds at most ``capacity`` entries; when full it is cleared (scores stay correct, only
+    the saving is lost for entries seen again).
+    """
+
+    def __init__(self, capacity: int = 50_000) -> None:
+        self.capacity = capacity
+        self._items: dict[bytes, torch.Tensor] = {}
+        self._lock = threading.Lock()
+
+    def embed(self, present: np.ndarray, encode: Callable[[np.ndarray], torch.Tensor]) -> torch.Tensor:
+        """Embeddings of every row of ``present``, encoding only the rows not cached yet."""
+        keys = [row.tobytes() for row in np.packbits(present, axis=1)]
+        with self._lock:
+            known = {k: self._items[k] for k in keys if k in self._items}
+        first = {k: i for i, k in reversed(list(enumerate(keys))) if k not in known}
+        if first:
+            fresh = dict(zip(first, encode(present[list(first.values())])))
+            known.update(fresh)
+            with self._lock:
+                if len(self._items) + len(fresh) > self.capacity:
+                    self._items.clear()
+                self._items.update(fresh)
+        return torch.stack([known[k] for k in keys])
+
+
 @dataclass(frozen=True)
 class _State:
     image: torch.Tensor
     base: torch.Tensor
     patches: np.ndarray
     text: TextLayout
+    images: EmbeddingCache = field(default_factory=EmbeddingCache)
+    texts: EmbeddingCache = field(default_factory=EmbeddingCache)
 
 
 class DualEncoderBackend(ScoringBackend):
@@ -81,7 +113,7 @@ class DualEncoderBackend(ScoringBackend):
 
     factorised = True
 
-    def __init__(self, encoder: DualEncoder, micro_batch: int = 64, factorise: bool = True,
+    def __init__(self, encoder: DualEncoder, micro_batch: int = 32, factorise: bool = True,
                  default_baseline: int = common_pb2.IMAGE_BASELINE_ZERO, max_text_tokens: int = 77) -> None:
         self.encoder = encoder
         self.model_id = encoder.model_id
@@ -112,7 +144,8 @@ class DualEncoderBackend(ScoringBackend):
         if self.passes is not None:
             self.passes.labels(encoder=encoder).inc(k)
 
-    def images(self, state: _State, present: np.ndarray) -> torch.Tensor:
+    def encode_images(self, state: _State, present: np.ndarray) -> torch.Tensor:
+        """Embeddings of the image under each row of patch masks (no caching)."""
         out = []
         for k in range(0, len(present), self.micro_batch):
             out.append(self.encoder.encode_images(mask_images(state.image, state.base, state.patches,
@@ -120,7 +153,8 @@ class DualEncoderBackend(ScoringBackend):
         self._count("image", len(present))
         return torch.cat(out)
 
-    def texts(self, layout: TextLayout, present: np.ndarray) -> torch.Tensor:
+    def encode_texts(self, layout: TextLayout, present: np.ndarray) -> torch.Tensor:
+        """Embeddings of the text under each row of token masks (no caching)."""
         ids = mask_tokens(layout.ids, present, layout.replacement)
         full = np.concatenate([np.tile(layout.prefix, (len(ids), 1)), ids, np.tile(layout.suffix, (len(ids), 1))],
                               axis=1).astype(np.int64)
@@ -137,9 +171,11 @@ class DualEncoderBackend(ScoringBackend):
         if self.factorised:
             images, image_of = np.unique(masks[:, :m], axis=0, return_inverse=True)
             texts, text_of = np.unique(masks[:, m:], axis=0, return_inverse=True)
-            image_emb = self.images(state, images)[torch.from_numpy(image_of.ravel())]
-            text_emb = self.texts(state.text, texts)[torch.from_numpy(text_of.ravel())]
+            image_emb = state.images.embed(images, lambda rows: self.encode_images(state, rows))
+            text_emb = state.texts.embed(texts, lambda rows: self.encode_texts(state.text, rows))
+            image_emb = image_emb[torch.from_numpy(image_of.ravel())]
+            text_emb = text_emb[torch.from_numpy(text_of.ravel())]
         else:
-            image_emb = self.images(state, masks[:, :m])
-            text_emb = self.texts(state.text, masks[:, m:])
+            image_emb = self.encode_images(state, masks[:, :m])
+            text_emb = self.encode_texts(state.text, masks[:, m:])
         return (image_emb.double() * text_emb.double()).sum(-1).cpu().numpy()
