@@ -30,6 +30,7 @@ test: $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/faithfulness.py
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/contract.py
+	$(BIN)/python bench/hf.py
 	$(BIN)/python bench/estimators.py
 
 proto: $(STAMP)
