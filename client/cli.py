@@ -87,9 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(synthetic, "port", "gRPC port", 50051, type=int)
     _opt(synthetic, "metrics-port", "Prometheus /metrics port (-1: off)", 9091, type=int)
 
-    hf = kinds.add_parser("hf", help="a local Hugging Face / PyTorch model (imagenet-zeroshot, clip)")
-    _opt(hf, "kind", "model kind: imagenet-zeroshot (real pretrained, offline) or clip", "imagenet-zeroshot")
-    _opt(hf, "model", "local checkpoint path (clip)")
+    hf = kinds.add_parser("hf", help="a local Hugging Face / PyTorch model (imagenet-zeroshot, clip, vilt)")
+    _opt(hf, "kind", "model kind: imagenet-zeroshot (real pretrained, offline), clip or vilt", "imagenet-zeroshot")
+    _opt(hf, "model", "local checkpoint path (clip, vilt)")
+    _opt(hf, "score", "vilt score: logit or probability of the target answer", "logit")
     _opt(hf, "device", "cpu or cuda", "cpu")
     _opt(hf, "dtype", "float32, float16 or bfloat16 (half precision on CUDA only)", "float32")
     _opt(hf, "micro-batch", "inputs per encoder forward pass", 32, type=int)
@@ -164,7 +165,7 @@ def cmd_adapter(args) -> int:
     if args.adapter == "hf":
         from multishap.adapters.hf import load_backend
 
-        backend = load_backend(args.kind, args.model, args.device, args.dtype, args.micro_batch)
+        backend = load_backend(args.kind, args.model, args.device, args.dtype, args.micro_batch, args.score)
     else:
         from multishap.adapters.synthetic.backend import SyntheticBackend
 

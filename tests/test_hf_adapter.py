@@ -64,14 +64,14 @@ def test_baselines():
 
 def test_token_masking_keeps_positions_and_length(clip_backend):
     prep = prepared(clip_backend, instance("a cat on a couch"))
-    layout = prep.state.text
+    layout = prep.state.inputs.text
     assert prep.tokens == ["a", "cat", "on", "a", "couch"]
     assert layout.prefix == [101] and layout.suffix == [102] and layout.replacement == 103
     present = np.array([[True, False, True, True, False]])
     masked = mask_tokens(layout.ids, present, layout.replacement)
     assert masked.shape == (1, 5) and list(masked[0, [0, 2, 3]]) == list(layout.ids[[0, 2, 3]])
     assert list(masked[0, [1, 4]]) == [103, 103]
-    pad = prepared(clip_backend, instance("a cat", text_mask="pad")).state.text
+    pad = prepared(clip_backend, instance("a cat", text_mask="pad")).state.inputs.text
     assert pad.replacement == 0
 
 

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Optional
 
-KINDS = ("imagenet-zeroshot", "clip")
+KINDS = ("imagenet-zeroshot", "clip", "vilt")
 DTYPES = ("float32", "float16", "bfloat16")
 
 
 def load_backend(kind: str, model: Optional[str] = None, device: str = "cpu", dtype: str = "float32",
-                 micro_batch: int = 32):
-    """The backend for a model kind; ``model`` is a local checkpoint path (clip)."""
+                 micro_batch: int = 32, score: str = "logit"):
+    """The backend for a model kind; ``model`` is a local checkpoint path (clip, vilt);
+    ``score`` is logit or probability for vilt."""
     import torch
 
     from .dual_encoder import DualEncoderBackend
 
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)} (vilt and vlm are not built yet); got {kind!r}")
+        raise ValueError(f"kind must be one of {', '.join(KINDS)} (vlm is not built yet); got {kind!r}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     if dtype != "float32" and device == "cpu":
@@ -26,7 +27,11 @@ def load_backend(kind: str, model: Optional[str] = None, device: str = "cpu", dt
 
         return DualEncoderBackend(ImageNetZeroShot(device), micro_batch=micro_batch)
     if not model:
-        raise ValueError("--model PATH is required for kind clip")
+        raise ValueError(f"--model PATH is required for kind {kind}")
+    if kind == "vilt":
+        from .vilt import ViltBackend
+
+        return ViltBackend(model, device, getattr(torch, dtype), micro_batch, score)
     from .clip import ClipEncoder
 
     encoder = ClipEncoder(model, device, getattr(torch, dtype))

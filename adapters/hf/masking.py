@@ -8,10 +8,14 @@ never deleted, so positions and length stay as they were.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
+from multishap.adapters.base import DecodedInstance
+from multishap.service.errors import InvalidArgument
 from multishap.v1 import common_pb2
 
 DEFAULT_BLUR_RADIUS = 30.0
@@ -64,3 +68,68 @@ def mask_images(image: torch.Tensor, base: torch.Tensor, patches: np.ndarray, pr
 def mask_tokens(ids: np.ndarray, present: np.ndarray, replacement: int) -> np.ndarray:
     """(B, n) token ids: token j kept where present[b, j], else ``replacement``."""
     return np.where(present, ids[None, :], replacement)
+
+
+@dataclass(frozen=True)
+class TextLayout:
+    """A text as players: the user's tokens between the fixed special tokens."""
+
+    ids: np.ndarray
+    prefix: list[int]
+    suffix: list[int]
+    replacement: int
+
+
+def text_layout(tokenizer, text: str, text_mask: str, max_length: int) -> tuple[TextLayout, list[str]]:
+    """Split the tokenised text into players (no special or template tokens) and the rest."""
+    special = set(tokenizer.all_special_ids)
+    full = tokenizer(text)["input_ids"]
+    players = [i for i in tokenizer(text, add_special_tokens=False)["input_ids"] if i not in special]
+    if not players:
+        raise InvalidArgument(f"the text {text!r} has no tokens once special tokens are removed")
+    if len(full) > max_length:
+        raise InvalidArgument(f"the text has {len(full)} tokens; this model reads at most {max_length}")
+    first = next(k for k, i in enumerate(full) if i not in special)
+    last = max(k for k, i in enumerate(full) if i not in special)
+    mask_id, pad_id = tokenizer.mask_token_id, tokenizer.pad_token_id
+    wanted = text_mask or ("mask" if mask_id is not None else "pad")
+    if wanted not in ("mask", "pad"):
+        raise InvalidArgument(f"text_mask must be 'mask' or 'pad' for this model; got {text_mask!r}")
+    replacement = mask_id if wanted == "mask" and mask_id is not None else pad_id
+    if replacement is None:
+        raise InvalidArgument("this tokenizer has neither a mask nor a pad token to mask words with")
+    layout = TextLayout(np.asarray(players), full[:first], full[last + 1 :], int(replacement))
+    return layout, tokenizer.convert_ids_to_tokens(players)
+
+
+@dataclass(frozen=True)
+class MaskedInputs:
+    """An instance ready to render any coalition at the model's input resolution."""
+
+    image: torch.Tensor
+    base: torch.Tensor
+    patches: np.ndarray
+    text: TextLayout
+
+    def images(self, present: np.ndarray) -> torch.Tensor:
+        """(B, 3, S, S) images in [0, 1] for rows of patch masks."""
+        return mask_images(self.image, self.base, self.patches, present)
+
+    def token_ids(self, present: np.ndarray) -> np.ndarray:
+        """(B, L) full token ids (special tokens included) for rows of token masks."""
+        ids = mask_tokens(self.text.ids, present, self.text.replacement)
+        rows = len(ids)
+        return np.concatenate([np.tile(self.text.prefix, (rows, 1)), ids, np.tile(self.text.suffix, (rows, 1))],
+                              axis=1).astype(np.int64)
+
+
+def masked_inputs(instance: DecodedInstance, size: int, zero_pixel: torch.Tensor, tokenizer, default_baseline: int,
+                  max_text_tokens: int) -> tuple[MaskedInputs, list[str]]:
+    """Resize, compute the baseline, map the grid and split the text into players."""
+    if instance.rows > size or instance.cols > size:
+        raise InvalidArgument(f"the grid {instance.rows}x{instance.cols} is finer than the model's "
+                              f"{size}x{size} input: every patch needs at least one pixel")
+    layout, tokens = text_layout(tokenizer, instance.text, instance.masking.text_mask, max_text_tokens)
+    image = to_tensor(model_input(instance.image, size))
+    base = baseline(instance.image, size, instance.masking, zero_pixel, default_baseline)
+    return MaskedInputs(image, base, patch_map(size, size, instance.rows, instance.cols), layout), tokens

@@ -1,0 +1,76 @@
+"""ViLT-style visual question answering behind the Scorer contract.
+
+v(S) = the model's logit (or sigmoid probability) of the target answer for the masked
+image and masked question. Image and text meet inside the model, so nothing factorises:
+every coalition is one forward pass, in micro-batches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from multishap.adapters.base import DecodedInstance, PreparedInstance, ScoringBackend
+from multishap.service.errors import InvalidArgument
+from multishap.v1 import common_pb2
+
+from .masking import masked_inputs
+
+SCORES = ("logit", "probability")
+
+
+class ViltBackend(ScoringBackend):
+    """A local ``ViltForQuestionAnswering`` checkpoint (or any AutoModelForVisualQuestionAnswering)."""
+
+    factorised = False
+
+    def __init__(self, path: str | Path, device: str = "cpu", dtype: Optional[torch.dtype] = None,
+                 micro_batch: int = 32, score: str = "logit") -> None:
+        from transformers import AutoImageProcessor, AutoModelForVisualQuestionAnswering, AutoTokenizer
+
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}; got {score!r}")
+        self.device, self.dtype = torch.device(device), dtype or torch.float32
+        self.model = AutoModelForVisualQuestionAnswering.from_pretrained(str(path), dtype=self.dtype)
+        self.model = self.model.eval().to(self.device)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        processor = AutoImageProcessor.from_pretrained(str(path))
+        divisor = int(getattr(processor, "size_divisor", 32) or 32)
+        edge = int(processor.size["shortest_edge"])
+        self.image_size = max(divisor, edge // divisor * divisor)
+        self.mean = torch.tensor(processor.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(processor.image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.max_text_tokens = int(self.model.config.max_position_embeddings)
+        self.answers = {str(k): int(v) for k, v in self.model.config.label2id.items()}
+        self.micro_batch, self.score_kind = micro_batch, score
+        self.model_id = str(path)
+        self.score_semantics = ("logit" if score == "logit" else "probability (sigmoid)") + " of the target answer"
+
+    def prepare(self, instance: DecodedInstance) -> PreparedInstance:
+        if instance.target not in self.answers:
+            examples = ", ".join(repr(a) for a in list(self.answers)[:5])
+            raise InvalidArgument(f"the target answer {instance.target!r} is not one of the model's "
+                                  f"{len(self.answers)} answers (for example {examples})")
+        inputs, tokens = masked_inputs(instance, self.image_size, self.mean.view(3), self.tokenizer,
+                                       common_pb2.IMAGE_BASELINE_ZERO, self.max_text_tokens)
+        return PreparedInstance(instance, tokens, state=(inputs, self.answers[instance.target]))
+
+    @torch.inference_mode()
+    def score(self, instance: PreparedInstance, masks: np.ndarray) -> np.ndarray:
+        inputs, answer = instance.state
+        m = instance.num_patches
+        out = []
+        for k in range(0, len(masks), self.micro_batch):
+            rows = masks[k : k + self.micro_batch]
+            pixels = ((inputs.images(rows[:, :m]) - self.mean) / self.std).to(self.device, self.dtype)
+            ids = torch.from_numpy(inputs.token_ids(rows[:, m:])).to(self.device)
+            size = pixels.shape[-1]
+            logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids),
+                                pixel_values=pixels,
+                                pixel_mask=torch.ones(len(rows), size, size, dtype=torch.long, device=self.device)).logits
+            chosen = logits[:, answer].float()
+            out.append(chosen if self.score_kind == "logit" else chosen.sigmoid())
+        return torch.cat(out).double().cpu().numpy()
