@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from typing import Optional
 
-KINDS = ("imagenet-zeroshot", "clip", "vilt")
+KINDS = ("imagenet-zeroshot", "clip", "vilt", "vlm")
 DTYPES = ("float32", "float16", "bfloat16")
 
 
 def load_backend(kind: str, model: Optional[str] = None, device: str = "cpu", dtype: str = "float32",
-                 micro_batch: int = 32, score: str = "logit"):
-    """The backend for a model kind; ``model`` is a local checkpoint path (clip, vilt);
-    ``score`` is logit or probability for vilt."""
+                 micro_batch: int = 32, score: Optional[str] = None):
+    """The backend for a model kind; ``model`` is a local checkpoint path (clip, vilt, vlm);
+    ``score`` is logit (default) or probability for vilt, probability (default) or
+    log-probability for vlm."""
     import torch
 
     from .dual_encoder import DualEncoderBackend
 
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)} (vlm is not built yet); got {kind!r}")
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     if dtype != "float32" and device == "cpu":
@@ -31,7 +32,11 @@ def load_backend(kind: str, model: Optional[str] = None, device: str = "cpu", dt
     if kind == "vilt":
         from .vilt import ViltBackend
 
-        return ViltBackend(model, device, getattr(torch, dtype), micro_batch, score)
+        return ViltBackend(model, device, getattr(torch, dtype), micro_batch, score or "logit")
+    if kind == "vlm":
+        from .vlm import VlmBackend
+
+        return VlmBackend(model, device, getattr(torch, dtype), micro_batch, score or "probability")
     from .clip import ClipEncoder
 
     encoder = ClipEncoder(model, device, getattr(torch, dtype))

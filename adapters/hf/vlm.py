@@ -1,0 +1,104 @@
+"""Generative vision-language models (LLaVA-style) scored by the target answer's probability.
+
+The prompt is the model's own chat template around the image and the user's text; the
+answer is appended and teacher-forced, and v(S) = the joint probability of the answer
+tokens (sum of their log-probabilities, then exp; option: the log-probability) given the
+masked image and masked text. Text players are the tokens whose characters lie inside the
+user's text in the rendered prompt (found through the tokenizer's offsets), so template
+and image tokens never become players.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from multishap.adapters.base import DecodedInstance, PreparedInstance, ScoringBackend
+from multishap.service.errors import InvalidArgument
+from multishap.v1 import common_pb2
+
+from .masking import MaskedInputs, TextLayout, baseline, model_input, patch_map, to_tensor
+
+SCORES = ("probability", "log-probability")
+
+
+class VlmBackend(ScoringBackend):
+    """A local ``AutoModelForImageTextToText`` checkpoint with an ``AutoProcessor`` and chat template."""
+
+    factorised = False
+
+    def __init__(self, path: str | Path, device: str = "cpu", dtype: Optional[torch.dtype] = None,
+                 micro_batch: int = 16, score: str = "probability") -> None:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}; got {score!r}")
+        self.device, self.dtype = torch.device(device), dtype or torch.float32
+        self.processor = AutoProcessor.from_pretrained(str(path))
+        self.model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=self.dtype).eval().to(self.device)
+        self.tokenizer = self.processor.tokenizer
+        images = self.processor.image_processor
+        crop = getattr(images, "crop_size", None)
+        self.image_size = int(crop["height"] if crop else images.size["shortest_edge"])
+        self.mean = torch.tensor(images.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(images.image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.micro_batch, self.score_kind = micro_batch, score
+        self.model_id = str(path)
+        self.score_semantics = ("joint probability" if score == "probability" else "log-probability") + \
+            " of the target answer's tokens"
+
+    def _layout(self, text: str, answer: str, pixels: np.ndarray) -> tuple[TextLayout, list[str], int]:
+        """Token layout of prompt + answer: (players between prefix and suffix, tokens, answer length)."""
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
+        ids = self.processor(images=model_input(pixels, self.image_size), text=prompt)["input_ids"][0]
+        ids = list(ids)
+        image_token = self.processor.image_token
+        expanded = prompt.replace(image_token, image_token * ids.count(self.model.config.image_token_index))
+        encoded = self.tokenizer(expanded, return_offsets_mapping=True, add_special_tokens=False)
+        if list(encoded["input_ids"]) != ids:
+            raise InvalidArgument("the prompt does not tokenise consistently; cannot locate the text's tokens")
+        start = expanded.rindex(text)
+        end = start + len(text)
+        special = set(self.tokenizer.all_special_ids)
+        inside = [k for k, (a, b) in enumerate(encoded["offset_mapping"])
+                  if a >= start and b <= end and b > a and ids[k] not in special]
+        if not inside:
+            raise InvalidArgument(f"the text {text!r} has no tokens once template and special tokens are removed")
+        first, last = inside[0], inside[-1]
+        answer_ids = self.tokenizer(" " + answer, add_special_tokens=False)["input_ids"]
+        replacement = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        layout = TextLayout(np.asarray(ids[first : last + 1]), ids[:first], ids[last + 1 :] + answer_ids, int(replacement))
+        return layout, self.tokenizer.convert_ids_to_tokens(ids[first : last + 1]), len(answer_ids)
+
+    def prepare(self, instance: DecodedInstance) -> PreparedInstance:
+        if not instance.target.strip():
+            raise InvalidArgument("a generative model is scored on the target answer: give one")
+        size = self.image_size
+        if instance.rows > size or instance.cols > size:
+            raise InvalidArgument(f"the grid {instance.rows}x{instance.cols} is finer than the model's "
+                                  f"{size}x{size} input: every patch needs at least one pixel")
+        layout, tokens, answer_length = self._layout(instance.text, instance.target, instance.image)
+        image = to_tensor(model_input(instance.image, size))
+        base = baseline(instance.image, size, instance.masking, self.mean.view(3), common_pb2.IMAGE_BASELINE_ZERO)
+        inputs = MaskedInputs(image, base, patch_map(size, size, instance.rows, instance.cols), layout)
+        return PreparedInstance(instance, tokens, state=(inputs, answer_length))
+
+    @torch.inference_mode()
+    def score(self, instance: PreparedInstance, masks: np.ndarray) -> np.ndarray:
+        inputs, answer_length = instance.state
+        m = instance.num_patches
+        out = []
+        for k in range(0, len(masks), self.micro_batch):
+            rows = masks[k : k + self.micro_batch]
+            pixels = ((inputs.images(rows[:, :m]) - self.mean) / self.std).to(self.device, self.dtype)
+            ids = torch.from_numpy(inputs.token_ids(rows[:, m:])).to(self.device)
+            logits = self.model(input_ids=ids, pixel_values=pixels, attention_mask=torch.ones_like(ids)).logits
+            answer = ids[:, -answer_length:]
+            predicted = logits[:, -answer_length - 1 : -1].float().log_softmax(-1)
+            log_prob = predicted.gather(-1, answer[..., None])[..., 0].sum(-1)
+            out.append(log_prob if self.score_kind == "log-probability" else log_prob.exp())
+        return torch.cat(out).double().cpu().numpy()
