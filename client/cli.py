@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     hf = kinds.add_parser("hf", help="a local Hugging Face / PyTorch model (imagenet-zeroshot, clip, vilt, vlm)")
     _opt(hf, "kind", "model kind: imagenet-zeroshot (real pretrained, offline), clip, vilt or vlm", "imagenet-zeroshot")
     _opt(hf, "model", "local checkpoint path (clip, vilt, vlm)")
-    _opt(hf, "score", "vilt: logit (default) or probability; vlm: probability (default) or log-probability")
+    _opt(hf, "score", "clip: cosine (default) or logit; vilt: logit (default) or probability; "
+                      "vlm: probability (default) or log-probability")
     _opt(hf, "device", "cpu or cuda", "cpu")
     _opt(hf, "dtype", "float32, float16 or bfloat16 (half precision on CUDA only)", "float32")
     _opt(hf, "micro-batch", "inputs per encoder forward pass", 32, type=int)

@@ -150,3 +150,17 @@ def test_embeddings_are_cached_across_requests(clip_backend):
               for e in ("image", "text")}
     assert passes == {"image": len(np.unique(masks[:, :9], axis=0)), "text": len(np.unique(masks[:, 9:], axis=0))}
     clip_backend.passes = running_before
+
+
+def test_clip_logit_is_the_scaled_cosine(clip_backend, tmp_path_factory):
+    from hf_models import tiny_clip
+
+    path = str(tiny_clip(tmp_path_factory.mktemp("clip-logit")))
+    logit = load_backend("clip", path, score="logit")
+    prep = prepared(clip_backend, instance())
+    masks = np.random.default_rng(5).random((10, prep.num_players)) < 0.5
+    cosine = clip_backend.score(prep, masks)
+    np.testing.assert_allclose(logit.score(prepared(logit, instance()), masks), cosine * logit.scale, rtol=1e-6)
+    assert logit.score_semantics.startswith("logit")
+    with pytest.raises(ValueError, match="no logit scale"):
+        load_backend("imagenet-zeroshot", score="logit")

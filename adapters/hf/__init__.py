@@ -11,8 +11,8 @@ DTYPES = ("float32", "float16", "bfloat16")
 def load_backend(kind: str, model: Optional[str] = None, device: str = "cpu", dtype: str = "float32",
                  micro_batch: int = 32, score: Optional[str] = None):
     """The backend for a model kind; ``model`` is a local checkpoint path (clip, vilt, vlm);
-    ``score`` is logit (default) or probability for vilt, probability (default) or
-    log-probability for vlm."""
+    ``score`` is cosine (default) or logit for clip, logit (default) or probability for
+    vilt, probability (default) or log-probability for vlm."""
     import torch
 
     from .dual_encoder import DualEncoderBackend
@@ -26,7 +26,7 @@ def load_backend(kind: str, model: Optional[str] = None, device: str = "cpu", dt
     if kind == "imagenet-zeroshot":
         from .zeroshot import ImageNetZeroShot
 
-        return DualEncoderBackend(ImageNetZeroShot(device), micro_batch=micro_batch)
+        return DualEncoderBackend(ImageNetZeroShot(device), micro_batch=micro_batch, score=score or "cosine")
     if not model:
         raise ValueError(f"--model PATH is required for kind {kind}")
     if kind == "vilt":
@@ -40,4 +40,5 @@ def load_backend(kind: str, model: Optional[str] = None, device: str = "cpu", dt
     from .clip import ClipEncoder
 
     encoder = ClipEncoder(model, device, getattr(torch, dtype))
-    return DualEncoderBackend(encoder, micro_batch=micro_batch, max_text_tokens=encoder.max_text_tokens)
+    return DualEncoderBackend(encoder, micro_batch=micro_batch, max_text_tokens=encoder.max_text_tokens,
+                              score=score or "cosine")

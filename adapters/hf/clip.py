@@ -30,6 +30,7 @@ class ClipEncoder:
         self.std = torch.tensor(processor.image_std, dtype=torch.float32).view(1, 3, 1, 1)
         self.zero_pixel = self.mean.view(3)
         self.max_text_tokens = int(self.model.config.text_config.max_position_embeddings)
+        self.logit_scale = float(self.model.logit_scale.detach().exp())
         self.model_id = str(path)
 
     @torch.inference_mode()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, Optional, Protocol
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ class DualEncoder(Protocol):
     image_size: int
     zero_pixel: torch.Tensor  # per-channel pixel value the model normalises to 0
     tokenizer: object
+    logit_scale: Optional[float]  # CLIP's learned temperature, or None
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor: ...
 
@@ -73,15 +74,23 @@ class _State:
 
 
 class DualEncoderBackend(ScoringBackend):
-    """Scores coalitions with a dual encoder; cosine similarity (or a scaled logit)."""
+    """Scores coalitions with a dual encoder: cosine similarity, or CLIP's logit (the cosine
+    times the model's learned scale)."""
 
     factorised = True
 
     def __init__(self, encoder: DualEncoder, micro_batch: int = 32, factorise: bool = True,
-                 default_baseline: int = common_pb2.IMAGE_BASELINE_ZERO, max_text_tokens: int = 77) -> None:
+                 default_baseline: int = common_pb2.IMAGE_BASELINE_ZERO, max_text_tokens: int = 77,
+                 score: str = "cosine") -> None:
+        if score not in ("cosine", "logit"):
+            raise ValueError(f"a dual encoder's score is cosine or logit; got {score!r}")
+        if score == "logit" and encoder.logit_scale is None:
+            raise ValueError("this model has no logit scale; use score cosine")
         self.encoder = encoder
         self.model_id = encoder.model_id
-        self.score_semantics = "cosine similarity of the image and text embeddings"
+        self.scale = encoder.logit_scale if score == "logit" else 1.0
+        self.score_semantics = ("cosine similarity" if score == "cosine" else
+                                f"logit (cosine similarity x {self.scale:.4g})") + " of the image and text embeddings"
         self.micro_batch = micro_batch
         self.factorised = factorise
         self.default_baseline = default_baseline
@@ -128,4 +137,4 @@ class DualEncoderBackend(ScoringBackend):
         else:
             image_emb = self.encode_images(state.inputs, masks[:, :m])
             text_emb = self.encode_texts(state.inputs, masks[:, m:])
-        return (image_emb.double() * text_emb.double()).sum(-1).cpu().numpy()
+        return self.scale * (image_emb.double() * text_emb.double()).sum(-1).cpu().numpy()

@@ -40,6 +40,7 @@ class ImageNetZeroShot(torch.nn.Module):
 
     model_id = "efficientnet-lite0-imagenet x all-MiniLM-L6-v2 (zero-shot)"
     image_size = IMAGE_SIZE
+    logit_scale = None
 
     def __init__(self, device: str = "cpu") -> None:
         super().__init__()
