@@ -7,7 +7,7 @@ passes factorised scoring needed, against the 2 per coalition of scoring each co
 on its own, and coalitions/s both ways (the unfactorised rate is measured on a sample).
 On a machine with CUDA, ``--device cuda`` adds an fp16 micro-batch sweep.
 
-Usage: python bench/hf.py [--budget 2000] [--device cpu]
+Usage: python bench/hf.py [--budget 2000] [--device cpu] [--models zeroshot,vit-b32]
 """
 
 from __future__ import annotations
@@ -87,13 +87,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=int, default=2000)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--models", default="zeroshot,vit-b32", help="comma-separated: zeroshot, vit-b32")
     args = parser.parse_args()
+    models = set(args.models.split(","))
     print(f"{GRID[0]}x{GRID[1]} patches x {CAPTION!r}, budget {args.budget}, {torch.get_num_threads()} threads, "
           f"device {args.device}\n")
     print("| model | estimator | coalitions | encoder passes (image + text) | fewer than 2 per coalition | "
           "coalitions/s factorised | coalitions/s one by one | time |")
     print("|---|---|---|---|---|---|---|---|")
-    run("imagenet-zeroshot (real)", load_backend("imagenet-zeroshot", device=args.device), args.budget)
+    if "zeroshot" in models:
+        run("imagenet-zeroshot (real)", load_backend("imagenet-zeroshot", device=args.device), args.budget)
+    if "vit-b32" not in models:
+        return
     with tempfile.TemporaryDirectory() as path:
         run("CLIP ViT-B/32 (random weights)", load_backend("clip", vit_b32_checkpoint(path), device=args.device),
             args.budget)
