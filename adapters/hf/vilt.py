@@ -13,27 +13,24 @@ from typing import Optional
 import numpy as np
 import torch
 
-from multishap.adapters.base import DecodedInstance, PreparedInstance, ScoringBackend
+from multishap.adapters.base import DecodedInstance, PreparedInstance
 from multishap.service.errors import InvalidArgument
 from multishap.v1 import common_pb2
 
+from .joint import JointModelBackend
 from .masking import masked_inputs
 
-SCORES = ("logit", "probability")
 
-
-class ViltBackend(ScoringBackend):
+class ViltBackend(JointModelBackend):
     """A local ``ViltForQuestionAnswering`` checkpoint (or any AutoModelForVisualQuestionAnswering)."""
 
-    factorised = False
+    scores = ("logit", "probability")
 
     def __init__(self, path: str | Path, device: str = "cpu", dtype: Optional[torch.dtype] = None,
                  micro_batch: int = 32, score: str = "logit") -> None:
         from transformers import AutoImageProcessor, AutoModelForVisualQuestionAnswering, AutoTokenizer
 
-        if score not in SCORES:
-            raise ValueError(f"score must be one of {SCORES}; got {score!r}")
-        self.device, self.dtype = torch.device(device), dtype or torch.float32
+        super().__init__(device, dtype, micro_batch, score)
         self.model = AutoModelForVisualQuestionAnswering.from_pretrained(str(path), dtype=self.dtype)
         self.model = self.model.eval().to(self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
@@ -41,11 +38,9 @@ class ViltBackend(ScoringBackend):
         divisor = int(getattr(processor, "size_divisor", 32) or 32)
         edge = int(processor.size["shortest_edge"])
         self.image_size = max(divisor, edge // divisor * divisor)
-        self.mean = torch.tensor(processor.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(processor.image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.set_normalisation(processor.image_mean, processor.image_std)
         self.max_text_tokens = int(self.model.config.max_position_embeddings)
         self.answers = {str(k): int(v) for k, v in self.model.config.label2id.items()}
-        self.micro_batch, self.score_kind = micro_batch, score
         self.model_id = str(path)
         self.score_semantics = ("logit" if score == "logit" else "probability (sigmoid)") + " of the target answer"
 
@@ -61,16 +56,12 @@ class ViltBackend(ScoringBackend):
     @torch.inference_mode()
     def score(self, instance: PreparedInstance, masks: np.ndarray) -> np.ndarray:
         inputs, answer = instance.state
-        m = instance.num_patches
         out = []
-        for k in range(0, len(masks), self.micro_batch):
-            rows = masks[k : k + self.micro_batch]
-            pixels = ((inputs.images(rows[:, :m]) - self.mean) / self.std).to(self.device, self.dtype)
-            ids = torch.from_numpy(inputs.token_ids(rows[:, m:])).to(self.device)
+        for pixels, ids in self.batches(inputs, masks, instance.num_patches):
             size = pixels.shape[-1]
             logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids),
                                 pixel_values=pixels,
-                                pixel_mask=torch.ones(len(rows), size, size, dtype=torch.long, device=self.device)).logits
+                                pixel_mask=torch.ones(len(ids), size, size, dtype=torch.long, device=self.device)).logits
             chosen = logits[:, answer].float()
             out.append(chosen if self.score_kind == "logit" else chosen.sigmoid())
         return torch.cat(out).double().cpu().numpy()

@@ -16,36 +16,31 @@ from typing import Optional
 import numpy as np
 import torch
 
-from multishap.adapters.base import DecodedInstance, PreparedInstance, ScoringBackend
+from multishap.adapters.base import DecodedInstance, PreparedInstance
 from multishap.service.errors import InvalidArgument
 from multishap.v1 import common_pb2
 
+from .joint import JointModelBackend
 from .masking import MaskedInputs, TextLayout, baseline, model_input, patch_map, to_tensor
 
-SCORES = ("probability", "log-probability")
 
-
-class VlmBackend(ScoringBackend):
+class VlmBackend(JointModelBackend):
     """A local ``AutoModelForImageTextToText`` checkpoint with an ``AutoProcessor`` and chat template."""
 
-    factorised = False
+    scores = ("probability", "log-probability")
 
     def __init__(self, path: str | Path, device: str = "cpu", dtype: Optional[torch.dtype] = None,
                  micro_batch: int = 16, score: str = "probability") -> None:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        if score not in SCORES:
-            raise ValueError(f"score must be one of {SCORES}; got {score!r}")
-        self.device, self.dtype = torch.device(device), dtype or torch.float32
+        super().__init__(device, dtype, micro_batch, score)
         self.processor = AutoProcessor.from_pretrained(str(path))
         self.model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=self.dtype).eval().to(self.device)
         self.tokenizer = self.processor.tokenizer
         images = self.processor.image_processor
         crop = getattr(images, "crop_size", None)
         self.image_size = int(crop["height"] if crop else images.size["shortest_edge"])
-        self.mean = torch.tensor(images.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(images.image_std, dtype=torch.float32).view(1, 3, 1, 1)
-        self.micro_batch, self.score_kind = micro_batch, score
+        self.set_normalisation(images.image_mean, images.image_std)
         self.model_id = str(path)
         self.score_semantics = ("joint probability" if score == "probability" else "log-probability") + \
             " of the target answer's tokens"
@@ -90,12 +85,8 @@ class VlmBackend(ScoringBackend):
     @torch.inference_mode()
     def score(self, instance: PreparedInstance, masks: np.ndarray) -> np.ndarray:
         inputs, answer_length = instance.state
-        m = instance.num_patches
         out = []
-        for k in range(0, len(masks), self.micro_batch):
-            rows = masks[k : k + self.micro_batch]
-            pixels = ((inputs.images(rows[:, :m]) - self.mean) / self.std).to(self.device, self.dtype)
-            ids = torch.from_numpy(inputs.token_ids(rows[:, m:])).to(self.device)
+        for pixels, ids in self.batches(inputs, masks, instance.num_patches):
             logits = self.model(input_ids=ids, pixel_values=pixels, attention_mask=torch.ones_like(ids)).logits
             answer = ids[:, -answer_length:]
             predicted = logits[:, -answer_length - 1 : -1].float().log_softmax(-1)
