@@ -102,16 +102,18 @@ class CoalitionStore:
             total = self._evaluated + (total - self._evaluated) // self.max_batch * self.max_batch
         if self._evaluated == total:
             return
-        values = np.empty(total, dtype=np.float64)
-        values[: self._evaluated] = self._values[: self._evaluated]
+        if len(self._values) < total:
+            # Grow geometrically: copying on every batch would be quadratic in the budget.
+            grown = np.empty(max(total, 2 * len(self._values)), dtype=np.float64)
+            grown[: self._evaluated] = self._values[: self._evaluated]
+            self._values = grown
         while self._evaluated < total:
             stop = min(self._evaluated + self.max_batch, total)
             batch = np.stack(self._masks[self._evaluated : stop])
-            values[self._evaluated : stop] = self._call(batch)
+            self._values[self._evaluated : stop] = self._call(batch)
             self._evaluated = stop
             if self._progress is not None:
                 self._progress(self._evaluated, self.budget)
-        self._values = values
 
     def _call(self, batch: np.ndarray) -> np.ndarray:
         out = self._value_fn(batch)
