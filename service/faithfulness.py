@@ -141,9 +141,8 @@ class _Masks:
         return ~row if invert else row
 
 
-def _evaluate(value_fn: ValueFunction, rows: list[np.ndarray], max_batch: int) -> tuple[np.ndarray, int]:
-    """Values of the given rows, each distinct coalition evaluated once."""
-    masks = np.stack(rows)
+def _evaluate(value_fn: ValueFunction, masks: np.ndarray, max_batch: int) -> tuple[np.ndarray, int]:
+    """Values of the (B, N) masks, each distinct coalition evaluated once; and how many were."""
     store = CoalitionStore(value_fn, masks.shape[1], len(masks), max_batch)
     ids = store.register(masks)
     return store.values(ids), store.size
@@ -173,7 +172,7 @@ def synergistic_faithfulness(
             mk.of(vk),
             mk.of(tokens=tk),
         ]
-    values, evaluations = _evaluate(value_fn, rows, max_batch)
+    values, evaluations = _evaluate(value_fn, np.stack(rows), max_batch)
     v_full, v_empty = values[0], values[1]
     per_step = values[2:].reshape(steps + 1, 6)
     curve_del = v_full - per_step[:, 0] - per_step[:, 1] + per_step[:, 2]
@@ -227,7 +226,7 @@ def unimodal_faithfulness(
         rows += [mk.of(vk, invert=True), mk.of(vk, all_t)]
     for tk in top_sets(b, steps):
         rows += [mk.of(tokens=tk, invert=True), mk.of(all_p, tk)]
-    values, evaluations = _evaluate(value_fn, rows, max_batch)
+    values, evaluations = _evaluate(value_fn, np.stack(rows), max_batch)
     v_full, v_text_only, v_image_only = values[:3]
     curves = values[3:].reshape(2, steps + 1, 2)
     alphas = alpha_grid(steps)
@@ -282,9 +281,8 @@ def macro_game_sii(
         for p, micro in enumerate(players):
             reveal[p, micro] = True
         rows.append(membership.astype(np.int64) @ reveal.astype(np.int64) > 0)
-    masks = np.concatenate(rows)
-    store = CoalitionStore(value_fn, m + n, len(masks), max_batch)
-    values = store.values(store.register(masks)).reshape(steps + 1, 1 << n_macro)
+    values, evaluations = _evaluate(value_fn, np.concatenate(rows), max_batch)
+    values = values.reshape(steps + 1, 1 << n_macro)
 
     # SII of macro players 0 and 1: sum over S of the other players of w(|S|) * Delta(S).
     others = codes[(codes & 3) == 0]
@@ -297,5 +295,5 @@ def macro_game_sii(
         players=steps_players,
         auc=_trapz(per_step, alphas),
         alphas=alphas,
-        evaluations=store.size,
+        evaluations=evaluations,
     )

@@ -32,6 +32,7 @@ intercept) is used.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from itertools import combinations
 from typing import Optional
 
@@ -64,13 +65,14 @@ def _with_flips(bases: np.ndarray, flip: np.ndarray) -> np.ndarray:
     return rows
 
 
+@lru_cache(maxsize=32)
 def _stratum(n_players: int, size: int) -> np.ndarray:
-    """All coalitions of the given size, as bool rows."""
-    if size == 0:
-        return np.zeros((1, n_players), dtype=bool)
+    """All coalitions of the given size, as bool rows (read-only; cached, since every
+    flip player's fit asks for the same strata)."""
     combos = np.array(list(combinations(range(n_players), size)), dtype=np.int64)
     rows = np.zeros((len(combos), n_players), dtype=bool)
     rows[np.arange(len(combos))[:, None], combos] = True
+    rows.setflags(write=False)
     return rows
 
 
