@@ -22,6 +22,7 @@ from PIL import Image
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from multishap.service.errors import InvalidArgument, TargetFailed
+from multishap.service.validation import check_grid
 from multishap.service.wire import matrix_to_proto, pack_values, unpack_coalitions
 from multishap.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
@@ -101,8 +102,7 @@ def decode_instance(instance: common_pb2.Instance, max_image_pixels: int) -> Dec
     except Exception as exc:  # noqa: BLE001 - any decoder failure is the caller's input
         raise InvalidArgument(f"the image could not be decoded ({type(exc).__name__}: {exc})") from exc
     rows, cols = instance.grid.rows, instance.grid.cols
-    if rows < 1 or cols < 1:
-        raise InvalidArgument(f"the patch grid must have at least 1 row and 1 column; got {rows}x{cols}")
+    check_grid(rows, cols)
     height, width = pixels.shape[:2]
     if rows > height or cols > width:
         raise InvalidArgument(

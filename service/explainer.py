@@ -30,6 +30,7 @@ from .faithfulness import macro_game_sii, synergistic_faithfulness, unimodal_fai
 from .metrics import instance_metrics
 from .runtime import RunningServer, start_server
 from .targets import CallControl, Target
+from .validation import check_grid
 from .wire import matrix_to_proto
 
 EXPLAINER_SERVICE = explainer_pb2.DESCRIPTOR.services_by_name["Explainer"].full_name
@@ -71,10 +72,7 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
     def _check_instance(self, instance: common_pb2.Instance) -> None:
         if not instance.text.strip():
             raise InvalidArgument("the instance has no text: give the question, caption or prompt")
-        if instance.grid.rows < 1 or instance.grid.cols < 1:
-            raise InvalidArgument(
-                f"the patch grid must have at least 1 row and 1 column; got {instance.grid.rows}x{instance.grid.cols}"
-            )
+        check_grid(instance.grid.rows, instance.grid.cols)
         try:
             with Image.open(io.BytesIO(instance.image)) as img:
                 width, height = img.size
@@ -160,9 +158,16 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
             score_semantics=players.score_semantics, reachable=True,
         )
 
-    def _value_function(self, target: Target, instance, num_players: int, control: CallControl):
+    def _value_function(self, target: Target, instance, num_players: int, control: CallControl,
+                        on_scored: Callable[[int], None] = lambda count: None):
+        """The target's value function; scored coalitions go to /metrics and to ``on_scored``."""
         counter = self.forward_passes.labels(target=target.name)
-        return target.value_function(instance, num_players, control, on_scored=counter.inc)
+
+        def scored(count: int) -> None:
+            counter.inc(count)
+            on_scored(count)
+
+        return target.value_function(instance, num_players, control, on_scored=scored)
 
     def _estimator_batch(self, target: Target) -> int:
         return target.config.max_batch * target.config.max_in_flight
@@ -223,13 +228,11 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
             players = target.describe(request.instance, control)
             m, n = players.grid.rows * players.grid.cols, len(players.tokens)
             scored = [0]
-            counter = self.forward_passes.labels(target=target.name)
 
-            def on_scored(count: int) -> None:
+            def tally(count: int) -> None:
                 scored[0] += count
-                counter.inc(count)
 
-            value_fn = target.value_function(request.instance, m + n, control, on_scored)
+            value_fn = self._value_function(target, request.instance, m + n, control, tally)
             try:
                 if given:
                     a, b = list(request.patch_scores), list(request.token_scores)

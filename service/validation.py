@@ -27,3 +27,9 @@ def check_game_size(m: object, n: object) -> tuple[int, int]:
         check_int("m", m, 1, " (the number of image patches)"),
         check_int("n", n, 1, " (the number of text tokens)"),
     )
+
+
+def check_grid(rows: int, cols: int) -> None:
+    """ValueError (INVALID_ARGUMENT on the wire) unless the grid has a row and a column."""
+    if rows < 1 or cols < 1:
+        raise ValueError(f"the patch grid must have at least 1 row and 1 column; got {rows}x{cols}")
