@@ -123,13 +123,20 @@ class MaskedInputs:
                               axis=1).astype(np.int64)
 
 
-def masked_inputs(instance: DecodedInstance, size: int, zero_pixel: torch.Tensor, tokenizer, default_baseline: int,
-                  max_text_tokens: int) -> tuple[MaskedInputs, list[str]]:
-    """Resize, compute the baseline, map the grid and split the text into players."""
+def image_inputs(instance: DecodedInstance, size: int, zero_pixel: torch.Tensor,
+                 default_baseline: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """The image at the model's input size, its baseline and the grid's patch map."""
     if instance.rows > size or instance.cols > size:
         raise InvalidArgument(f"the grid {instance.rows}x{instance.cols} is finer than the model's "
                               f"{size}x{size} input: every patch needs at least one pixel")
-    layout, tokens = text_layout(tokenizer, instance.text, instance.masking.text_mask, max_text_tokens)
     image = to_tensor(model_input(instance.image, size))
     base = baseline(instance.image, size, instance.masking, zero_pixel, default_baseline)
-    return MaskedInputs(image, base, patch_map(size, size, instance.rows, instance.cols), layout), tokens
+    return image, base, patch_map(size, size, instance.rows, instance.cols)
+
+
+def masked_inputs(instance: DecodedInstance, size: int, zero_pixel: torch.Tensor, tokenizer, default_baseline: int,
+                  max_text_tokens: int) -> tuple[MaskedInputs, list[str]]:
+    """Image inputs, and the text split into players by the tokenizer."""
+    image, base, patches = image_inputs(instance, size, zero_pixel, default_baseline)
+    layout, tokens = text_layout(tokenizer, instance.text, instance.masking.text_mask, max_text_tokens)
+    return MaskedInputs(image, base, patches, layout), tokens

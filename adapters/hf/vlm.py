@@ -21,7 +21,7 @@ from multishap.service.errors import InvalidArgument
 from multishap.v1 import common_pb2
 
 from .joint import JointModelBackend
-from .masking import MaskedInputs, TextLayout, baseline, model_input, patch_map, to_tensor
+from .masking import MaskedInputs, TextLayout, image_inputs, model_input
 
 
 class VlmBackend(JointModelBackend):
@@ -72,14 +72,10 @@ class VlmBackend(JointModelBackend):
     def prepare(self, instance: DecodedInstance) -> PreparedInstance:
         if not instance.target.strip():
             raise InvalidArgument("a generative model is scored on the target answer: give one")
-        size = self.image_size
-        if instance.rows > size or instance.cols > size:
-            raise InvalidArgument(f"the grid {instance.rows}x{instance.cols} is finer than the model's "
-                                  f"{size}x{size} input: every patch needs at least one pixel")
+        image, base, patches = image_inputs(instance, self.image_size, self.mean.view(3),
+                                            common_pb2.IMAGE_BASELINE_ZERO)
         layout, tokens, answer_length = self._layout(instance.text, instance.target, instance.image)
-        image = to_tensor(model_input(instance.image, size))
-        base = baseline(instance.image, size, instance.masking, self.mean.view(3), common_pb2.IMAGE_BASELINE_ZERO)
-        inputs = MaskedInputs(image, base, patch_map(size, size, instance.rows, instance.cols), layout)
+        inputs = MaskedInputs(image, base, patches, layout)
         return PreparedInstance(instance, tokens, state=(inputs, answer_length))
 
     @torch.inference_mode()
