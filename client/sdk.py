@@ -102,6 +102,29 @@ def build_instance(
     )
 
 
+def explain_request(image: ImageLike, text: str, *, target: str, answer: str = "", grid: tuple[int, int] = (7, 7),
+                    method: str = "auto", budget: int = DEFAULT_BUDGET, seed: int = 0, index: str = "SII",
+                    parameters: Optional[Mapping[str, str]] = None, image_baseline: Optional[str] = None,
+                    blur_radius: float = 0.0, text_mask: str = "") -> explainer_pb2.ExplainRequest:
+    """The ExplainRequest both clients send."""
+    instance = build_instance(image, text, answer, grid, parameters, image_baseline, blur_radius, text_mask)
+    return explainer_pb2.ExplainRequest(target=target, instance=instance, method=method, budget=budget, seed=seed,
+                                        index=index)
+
+
+def faithfulness_request(image: ImageLike, text: str, *, target: str, answer: str = "", grid: tuple[int, int] = (7, 7),
+                         patch_scores: Optional[Sequence[float]] = None, token_scores: Optional[Sequence[float]] = None,
+                         explainer: str = "multishap", steps: int = 10, eps: float = 0.05, macro_game: bool = False,
+                         chunks: int = 6, seed: int = 0, budget: int = DEFAULT_BUDGET,
+                         parameters: Optional[Mapping[str, str]] = None) -> explainer_pb2.FaithfulnessRequest:
+    """The FaithfulnessRequest both clients send."""
+    return explainer_pb2.FaithfulnessRequest(
+        target=target, instance=build_instance(image, text, answer, grid, parameters),
+        patch_scores=list(patch_scores or []), token_scores=list(token_scores or []), explainer=explainer,
+        steps=steps, eps=eps, macro_game=macro_game, chunks=chunks, seed=seed, budget=budget,
+    )
+
+
 def _progress_callback(progress: ProgressArg, label: str) -> tuple[Optional[Callable], Callable[[], None]]:
     if progress is True:
         bar = ProgressBar(label)
@@ -182,9 +205,9 @@ class ExplainerClient:
         timeout: Optional[float] = None,
     ) -> Explanation:
         """Explain one instance: Phi, metrics and provenance (see :class:`Explanation`)."""
-        instance = build_instance(image, text, answer, grid, parameters, image_baseline, blur_radius, text_mask)
-        request = explainer_pb2.ExplainRequest(target=target, instance=instance, method=method, budget=budget,
-                                               seed=seed, index=index)
+        request = explain_request(image, text, target=target, answer=answer, grid=grid, method=method, budget=budget,
+                                  seed=seed, index=index, parameters=parameters, image_baseline=image_baseline,
+                                  blur_radius=blur_radius, text_mask=text_mask)
         call = self._stub.Explain(request, timeout=timeout or self.timeout)
         result = self._stream(call, progress, "explaining", "explanation")
         return Explanation.from_proto(result, image=np.asarray(to_pil(image)))
@@ -211,12 +234,10 @@ class ExplainerClient:
         timeout: Optional[float] = None,
     ) -> FaithfulnessReport:
         """F_syn and unimodal metrics of given scores, or of a built-in explainer."""
-        instance = build_instance(image, text, answer, grid, parameters)
-        request = explainer_pb2.FaithfulnessRequest(
-            target=target, instance=instance, patch_scores=list(patch_scores or []),
-            token_scores=list(token_scores or []), explainer=explainer, steps=steps, eps=eps,
-            macro_game=macro_game, chunks=chunks, seed=seed, budget=budget,
-        )
+        request = faithfulness_request(image, text, target=target, answer=answer, grid=grid, patch_scores=patch_scores,
+                                       token_scores=token_scores, explainer=explainer, steps=steps, eps=eps,
+                                       macro_game=macro_game, chunks=chunks, seed=seed, budget=budget,
+                                       parameters=parameters)
         call = self._stub.Faithfulness(request, timeout=timeout or self.timeout)
         return FaithfulnessReport.from_proto(self._stream(call, progress, "faithfulness", "result"))
 
@@ -369,9 +390,8 @@ class AsyncExplainerClient:
                       seed: int = 0, index: str = "SII", parameters: Optional[Mapping[str, str]] = None,
                       progress: Optional[Callable[[ProgressUpdate], None]] = None,
                       timeout: Optional[float] = None) -> Explanation:
-        instance = build_instance(image, text, answer, grid, parameters)
-        request = explainer_pb2.ExplainRequest(target=target, instance=instance, method=method, budget=budget,
-                                               seed=seed, index=index)
+        request = explain_request(image, text, target=target, answer=answer, grid=grid, method=method, budget=budget,
+                                  seed=seed, index=index, parameters=parameters)
         result = await self._stream(self._stub.Explain(request, timeout=timeout or self.timeout), progress,
                                     "explanation")
         return Explanation.from_proto(result, image=np.asarray(to_pil(image)))
@@ -379,15 +399,13 @@ class AsyncExplainerClient:
     async def faithfulness(self, image: ImageLike, text: str, *, target: str, answer: str = "",
                            grid: tuple[int, int] = (7, 7), patch_scores: Optional[Sequence[float]] = None,
                            token_scores: Optional[Sequence[float]] = None, explainer: str = "multishap",
-                           steps: int = 10, eps: float = 0.05, macro_game: bool = False, seed: int = 0,
-                           budget: int = DEFAULT_BUDGET, parameters: Optional[Mapping[str, str]] = None,
+                           steps: int = 10, eps: float = 0.05, macro_game: bool = False, chunks: int = 6,
+                           seed: int = 0, budget: int = DEFAULT_BUDGET, parameters: Optional[Mapping[str, str]] = None,
                            progress: Optional[Callable[[ProgressUpdate], None]] = None,
                            timeout: Optional[float] = None) -> FaithfulnessReport:
-        instance = build_instance(image, text, answer, grid, parameters)
-        request = explainer_pb2.FaithfulnessRequest(
-            target=target, instance=instance, patch_scores=list(patch_scores or []),
-            token_scores=list(token_scores or []), explainer=explainer, steps=steps, eps=eps,
-            macro_game=macro_game, seed=seed, budget=budget,
-        )
+        request = faithfulness_request(image, text, target=target, answer=answer, grid=grid, patch_scores=patch_scores,
+                                       token_scores=token_scores, explainer=explainer, steps=steps, eps=eps,
+                                       macro_game=macro_game, chunks=chunks, seed=seed, budget=budget,
+                                       parameters=parameters)
         call = self._stub.Faithfulness(request, timeout=timeout or self.timeout)
         return FaithfulnessReport.from_proto(await self._stream(call, progress, "result"))

@@ -88,11 +88,16 @@ def test_async_client_matches_the_blocking_one(client, service):
         async with AsyncExplainerClient(e.address, timeout=60) as ac:
             targets = await ac.targets()
             exp = await ac.explain(png(), TEXT, target="syn", grid=(3, 3), parameters=PARAMS, budget=2000)
-            return targets, exp
+            report = await ac.faithfulness(png(), TEXT, target="syn", grid=(3, 3), parameters=PARAMS,
+                                           explainer="random", macro_game=True, chunks=3)
+            return targets, exp, report
 
-    targets, exp = asyncio.run(run())
+    targets, exp, report = asyncio.run(run())
     assert targets[0].name == "syn"
     assert np.array_equal(exp.phi, explain(client).phi)
+    blocking = client.faithfulness(png(), TEXT, target="syn", grid=(3, 3), parameters=PARAMS, explainer="random",
+                                   macro_game=True, chunks=3)
+    assert report.f_syn == blocking.f_syn and np.array_equal(report.macro_per_step, blocking.macro_per_step)
 
 
 def test_explain_dataset_resumes_without_redoing_finished_instances(client, service, tmp_path):
