@@ -12,30 +12,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from multishap.adapters.base import DecodedInstance
+from multishap.adapters.pixels import baseline_array, patch_map, resized
 from multishap.service.errors import InvalidArgument
 from multishap.v1 import common_pb2
 
-DEFAULT_BLUR_RADIUS = 30.0
-
-
-def patch_map(height: int, width: int, rows: int, cols: int) -> np.ndarray:
-    """(height, width) array of patch ids, row-major over a rows x cols grid of near-equal cells."""
-    row_of = np.searchsorted(np.round(np.linspace(0, height, rows + 1))[1:], np.arange(height), side="right")
-    col_of = np.searchsorted(np.round(np.linspace(0, width, cols + 1))[1:], np.arange(width), side="right")
-    return row_of[:, None] * cols + col_of[None, :]
-
-
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL RGB image -> (3, H, W) float tensor in [0, 1]."""
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
-
-
-def model_input(pixels: np.ndarray, size: int) -> Image.Image:
-    """The decoded (H, W, 3) uint8 image resized to the model's square input."""
-    return Image.fromarray(pixels).convert("RGB").resize((size, size), Image.BICUBIC)
+def to_tensor(image) -> torch.Tensor:
+    """PIL RGB image or (H, W, 3) float array in [0, 1] -> (3, H, W) float tensor in [0, 1]."""
+    array = np.asarray(image, dtype=np.float32)
+    if isinstance(image, Image.Image):
+        array = array / 255.0
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
 
 
 def baseline(
@@ -46,17 +35,7 @@ def baseline(
     ``zero_pixel`` is the per-channel pixel value the model normalises to 0; ``default`` is
     the ImageBaseline used when the request leaves it unspecified.
     """
-    kind = options.image_baseline or default
-    image = model_input(pixels, size)
-    if kind == common_pb2.IMAGE_BASELINE_ZERO:
-        return zero_pixel.view(3, 1, 1).expand(3, size, size).clone()
-    if kind == common_pb2.IMAGE_BASELINE_MEAN:
-        return to_tensor(image).mean(dim=(1, 2), keepdim=True).expand(3, size, size).clone()
-    if kind == common_pb2.IMAGE_BASELINE_BLUR:
-        radius = options.blur_radius or DEFAULT_BLUR_RADIUS
-        blurred = Image.fromarray(pixels).convert("RGB").filter(ImageFilter.GaussianBlur(radius))
-        return to_tensor(blurred.resize((size, size), Image.BICUBIC))
-    raise ValueError(f"unknown image baseline {kind}")
+    return to_tensor(baseline_array(pixels, size, size, options, zero_pixel.numpy(), default))
 
 
 def mask_images(image: torch.Tensor, base: torch.Tensor, patches: np.ndarray, present: np.ndarray) -> torch.Tensor:
@@ -129,7 +108,7 @@ def image_inputs(instance: DecodedInstance, size: int, zero_pixel: torch.Tensor,
     if instance.rows > size or instance.cols > size:
         raise InvalidArgument(f"the grid {instance.rows}x{instance.cols} is finer than the model's "
                               f"{size}x{size} input: every patch needs at least one pixel")
-    image = to_tensor(model_input(instance.image, size))
+    image = to_tensor(resized(instance.image, size, size))
     base = baseline(instance.image, size, instance.masking, zero_pixel, default_baseline)
     return image, base, patch_map(size, size, instance.rows, instance.cols)
 

@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from multishap.adapters.base import DecodedInstance, PreparedInstance
+from multishap.adapters.pixels import resized
 from multishap.service.errors import InvalidArgument
 from multishap.v1 import common_pb2
 
 from .joint import JointModelBackend
-from .masking import MaskedInputs, TextLayout, image_inputs, model_input
+from .masking import MaskedInputs, TextLayout, image_inputs
 
 
 class VlmBackend(JointModelBackend):
@@ -49,7 +50,7 @@ class VlmBackend(JointModelBackend):
         """Token layout of prompt + answer: (players between prefix and suffix, tokens, answer length)."""
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
         prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True)
-        ids = self.processor(images=model_input(pixels, self.image_size), text=prompt)["input_ids"][0]
+        ids = self.processor(images=resized(pixels, self.image_size, self.image_size), text=prompt)["input_ids"][0]
         ids = list(ids)
         image_token = self.processor.image_token
         expanded = prompt.replace(image_token, image_token * ids.count(self.model.config.image_token_index))

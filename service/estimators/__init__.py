@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
+
 from . import derivative_regression, pair_sampling
 from ..validation import check_game_size, check_int, check_value_fn
 from .coalitions import ProgressCallback, ValueFunction

@@ -81,13 +81,14 @@ def _leave_one_draw_out(
     m12, m21 = -h_ab, -h_ba
     det = m11 * m22 - m12 * m21
     e_a, e_b = resid[a], np.where(pair, resid[b], 0.0)
+    unstable = det <= 1e-10
+    influence = np.zeros((n_clusters, p))
+    # Unstable draws divide by a zero determinant; their rows are replaced by inf just below.
     with np.errstate(divide="ignore", invalid="ignore"):
         u_a = (m22 * e_a - m12 * e_b) / det
         u_b = (m11 * e_b - m21 * e_a) / det
-    unstable = det <= 1e-10
-    influence = np.zeros((n_clusters, p))
-    influence[clusters[a]] = g[a] * (w[a] * u_a)[:, None]
-    influence[clusters[a]] += np.where(pair[:, None], g[b] * (w[b] * u_b)[:, None], 0.0)
+        influence[clusters[a]] = g[a] * (w[a] * u_a)[:, None]
+        influence[clusters[a]] += np.where(pair[:, None], g[b] * (w[b] * u_b)[:, None], 0.0)
     influence[clusters[a][unstable]] = np.inf
     if np.isinf(influence).any():
         return np.full((n_clusters, p), np.inf)
