@@ -61,6 +61,29 @@ class PreparedInstance:
         return self.num_patches + len(self.tokens)
 
 
+@dataclass(frozen=True)
+class ScoreCall:
+    """What a backend may want to know about the Score request it is answering."""
+
+    job: str = ""
+    dry_run: bool = False
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    deadline: Optional[float] = None  # time.monotonic() by which the caller wants the answer
+
+    def time_left(self) -> Optional[float]:
+        """Seconds until the caller's deadline (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+
+@dataclass
+class ScoreResult:
+    """A backend's answer: values, which of them are bounds, and what they cost."""
+
+    values: np.ndarray
+    bounded: Optional[np.ndarray] = None
+    usage: Optional[common_pb2.Usage] = None
+
+
 class ScoringBackend(ABC):
     """A model behind the Scorer contract."""
 
@@ -78,6 +101,15 @@ class ScoringBackend(ABC):
     @abstractmethod
     def score(self, instance: PreparedInstance, masks: np.ndarray) -> np.ndarray:
         """One float per row of the (B, m + n) bool mask array."""
+
+    def score_call(self, instance: PreparedInstance, masks: np.ndarray, call: ScoreCall) -> ScoreResult:
+        """Answer one Score request; a backend without a bill scores, and a dry run costs nothing."""
+        if call.dry_run:
+            return ScoreResult(np.zeros(len(masks)))
+        return ScoreResult(self.score(instance, masks))
+
+    def close(self) -> None:
+        """Finish work in flight and release resources (nothing by default)."""
 
 
 def content_key(instance: common_pb2.Instance) -> str:
@@ -202,10 +234,25 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
                 f"({expected} players), but the request's coalitions have {request.num_players}"
             )
         masks = unpack_coalitions(request.coalitions, request.num_players, request.num_coalitions)
-        values = np.asarray(self.backend.score(prepared, masks), dtype=np.float64)
+        call = _score_call(request, context)
+        result = self.backend.score_call(prepared, masks, call)
+        values = np.asarray(result.values, dtype=np.float64)
         if values.shape != (len(masks),):
             raise TargetFailed(f"the backend returned {values.shape} values for {len(masks)} coalitions")
-        self.forward_passes.inc(len(masks))
-        self.batch_size.observe(len(masks))
-        self.latency.observe(time.perf_counter() - start)
-        return scorer_pb2.ScoreResponse(values=pack_values(values))
+        if not call.dry_run:
+            self.forward_passes.inc(len(masks))
+            self.batch_size.observe(len(masks))
+            self.latency.observe(time.perf_counter() - start)
+        response = scorer_pb2.ScoreResponse(values=pack_values(values), usage=result.usage)
+        if result.bounded is not None and result.bounded.any():
+            response.bounded = np.packbits(np.asarray(result.bounded, dtype=bool)).tobytes()
+        return response
+
+
+def _score_call(request: scorer_pb2.ScoreRequest, context) -> ScoreCall:
+    """The request's job, dry-run flag, deadline, and an event set when the RPC ends early."""
+    cancelled = threading.Event()
+    remaining = context.time_remaining()
+    context.add_callback(cancelled.set)
+    deadline = None if remaining is None else time.monotonic() + remaining
+    return ScoreCall(job=request.job, dry_run=request.dry_run, cancelled=cancelled, deadline=deadline)

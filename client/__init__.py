@@ -1,6 +1,6 @@
 """Python SDK for the multishap explainer service."""
 
-from .explanation import Explanation, FaithfulnessReport, Metrics, Target
+from .explanation import Explanation, FaithfulnessReport, Metrics, Target, Usage
 from .sdk import AsyncExplainerClient, DatasetReport, ExplainerClient, ExplainerError, ProgressUpdate
 
 __all__ = [
@@ -13,4 +13,5 @@ __all__ = [
     "Metrics",
     "ProgressUpdate",
     "Target",
+    "Usage",
 ]

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from .sdk import ExplainerClient, ExplainerError
 
@@ -99,6 +99,40 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(hf, "port", "gRPC port", 50052, type=int)
     _opt(hf, "metrics-port", "Prometheus /metrics port (-1: off)", 9092, type=int)
 
+    oa = kinds.add_parser("openai", help="an OpenAI-compatible chat endpoint with log-probabilities",
+                          description="Score masked inputs with a chat endpoint's log-probabilities (OpenAI, vLLM, "
+                                      "...). The API key comes from OPENAI_API_KEY or --api-key-file and is never "
+                                      "logged. Paid answers are kept in a persistent cache.")
+    _opt(oa, "base-url", "endpoint base URL, e.g. https://api.openai.com/v1", required=_env("base-url") is None)
+    _opt(oa, "model", "model name", required=_env("model") is None)
+    _opt(oa, "api-key-file", "file holding the API key (else OPENAI_API_KEY)", type=Path)
+    _opt(oa, "cache", "SQLite file of paid answers", str(Path.home() / ".cache" / "multishap" / "openai.sqlite"))
+    _opt(oa, "template", "prompt template; {text} becomes the (masked) text, \\n a new line", "{text}\\nAnswer with one word.")
+    _opt(oa, "placeholder", "what a masked word becomes", "___")
+    _opt(oa, "image-size", "longer side of the image sent, in pixels (never enlarged)", 512, type=int)
+    _opt(oa, "detail", "image detail: auto, low or high", "auto")
+    _opt(oa, "baseline", "default image baseline: zero (black), mean or blur", "zero")
+    _opt(oa, "score", "prob or logprob of the target answer", "prob")
+    _opt(oa, "match", "how a listed token matches the target: normalized (trim, any case) or exact", "normalized")
+    _opt(oa, "top-logprobs", "alternatives asked for (at most 20)", 20, type=int)
+    _opt(oa, "max-tokens", "completion tokens per request", 1, type=int)
+    _opt(oa, "temperature", "sampling temperature", 0.0, type=float)
+    _opt(oa, "prompt-logprobs", "score the whole answer from vLLM's prompt log-probabilities (yes/no)", "no")
+    _opt(oa, "target-token-ids", "comma-separated token ids of the answer, matched with vLLM's "
+                                 "return_tokens_as_token_ids")
+    _opt(oa, "concurrency", "requests in flight", 8, type=int)
+    _opt(oa, "rpm", "requests per minute", type=float)
+    _opt(oa, "tpm", "tokens per minute", type=float)
+    _opt(oa, "timeout", "seconds per request attempt", 60.0, type=float)
+    _opt(oa, "deadline", "seconds for one masked input, retries included", 600.0, type=float)
+    _opt(oa, "max-attempts", "attempts per masked input", 8, type=int)
+    _opt(oa, "max-requests", "paid requests per explanation", type=int)
+    _opt(oa, "max-cost", "spending per explanation, in the price table's currency", type=float)
+    _opt(oa, "prices", "TOML price table: [models.\"NAME\"] input = ..., output = ... per million tokens", type=Path)
+    _opt(oa, "host", "address to listen on", "127.0.0.1")
+    _opt(oa, "port", "gRPC port", 50053, type=int)
+    _opt(oa, "metrics-port", "Prometheus /metrics port (-1: off)", 9093, type=int)
+
     explain = sub.add_parser("explain", help="explain one image and text",
                              description="Explain one instance; prints the metrics and writes JSON + heatmap PNG.")
     _client_options(explain)
@@ -106,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(explain, "method", "auto, exact, multishap or kernel", "auto")
     _opt(explain, "index", "SII or BII", "SII")
     _opt(explain, "baseline", "image baseline: zero, mean or blur (adapter default if unset)")
+    _opt(explain, "dry-run", "only say how many coalitions and what they would cost (yes/no)", "no")
     _opt(explain, "out", "folder for the JSON and PNG", "out")
 
     dataset = sub.add_parser("explain-dataset", help="explain every instance of a JSONL manifest (resumable)",
@@ -133,13 +168,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _wait(running) -> int:
-    signal.signal(signal.SIGTERM, lambda *_: running.stop(5))
+def _wait(running, before_stop: Callable[[], None] = lambda: None) -> int:
+    """Serve until SIGTERM or Ctrl-C; ``before_stop`` lets a backend finish what it was paid for."""
+    def stop(*_) -> None:
+        before_stop()
+        running.stop(5)
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         running.wait()
     except KeyboardInterrupt:
-        running.stop(5)
+        stop()
     return 0
+
+
+def _yes(value: str) -> bool:
+    if str(value).lower() in ("yes", "true", "1", "on"):
+        return True
+    if str(value).lower() in ("no", "false", "0", "off", ""):
+        return False
+    raise SystemExit(f"expected yes or no; got {value!r}")
+
+
+def _openai_backend(args):
+    from multishap.adapters.openai import (EndpointConfig, OpenAIBackend, OpenAIOptions, RenderOptions,
+                                           RetryPolicy, ScoringOptions, load_price)
+    from multishap.adapters.pixels import BASELINE_NAMES
+
+    if args.api_key_file:
+        try:
+            key = args.api_key_file.read_text().strip()
+        except OSError as err:
+            raise SystemExit(f"could not read the API key file: {err.strerror}") from None
+    else:
+        key = os.environ.get("OPENAI_API_KEY", "")
+    if not key:
+        logging.warning("no API key (OPENAI_API_KEY or --api-key-file): requests go out without one")
+    baselines = {name: value for value, name in BASELINE_NAMES.items()}
+    if args.baseline not in baselines:
+        raise SystemExit(f"--baseline must be one of {', '.join(baselines)}; got {args.baseline!r}")
+    try:
+        ids = frozenset(int(x) for x in args.target_token_ids.split(",")) if args.target_token_ids else frozenset()
+    except ValueError:
+        raise SystemExit(f"--target-token-ids takes integers separated by commas; got {args.target_token_ids!r}")
+    try:
+        options = OpenAIOptions(
+            endpoint=EndpointConfig(args.base_url, args.model, key, timeout=args.timeout,
+                                    concurrency=args.concurrency, rpm=args.rpm, tpm=args.tpm,
+                                    max_tokens=args.max_tokens, temperature=args.temperature,
+                                    retry=RetryPolicy(max_attempts=args.max_attempts, deadline=args.deadline)),
+            render=RenderOptions(template=args.template.replace("\\n", "\n"), placeholder=args.placeholder,
+                                 image_size=args.image_size, detail=args.detail, baseline=baselines[args.baseline]),
+            scoring=ScoringOptions(score=args.score, match=args.match, top_logprobs=args.top_logprobs,
+                                   prompt_logprobs=_yes(args.prompt_logprobs), target_token_ids=ids),
+            cache_path=args.cache, max_requests=args.max_requests, max_cost=args.max_cost,
+            price=load_price(args.prices, args.model) if args.prices else None,
+        )
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+    return OpenAIBackend(options)
 
 
 def _metrics_port(value: int) -> Optional[int]:
@@ -167,6 +254,9 @@ def cmd_adapter(args) -> int:
         from multishap.adapters.hf import load_backend
 
         backend = load_backend(args.kind, args.model, args.device, args.dtype, args.micro_batch, args.score)
+    elif args.adapter == "openai":
+        logging.getLogger("httpx2").setLevel(logging.WARNING)  # not one line per paid request
+        backend = _openai_backend(args)
     else:
         from multishap.adapters.synthetic.backend import SyntheticBackend
 
@@ -174,16 +264,21 @@ def cmd_adapter(args) -> int:
     running, _ = serve_adapter(backend, host=args.host, port=args.port, metrics_port=_metrics_port(args.metrics_port))
     print(f"{args.adapter} adapter ({backend.model_id}) on {args.host}:{running.port}, "
           f"metrics on {running.metrics_port}", flush=True)
-    return _wait(running)
+    return _wait(running, backend.close)
 
 
 def cmd_explain(args) -> int:
-    from .report import save, summary
+    from .report import dry_run_summary, save, summary
 
+    dry_run = _yes(args.dry_run)
     with ExplainerClient(args.address, timeout=args.timeout) as client:
         exp = client.explain(args.image, args.text, target=args.target, answer=args.answer, grid=args.grid,
                              method=args.method, budget=args.budget, seed=args.seed, index=args.index,
-                             parameters=_params(args.param), image_baseline=args.baseline, progress=True)
+                             parameters=_params(args.param), image_baseline=args.baseline, dry_run=dry_run,
+                             progress=True)
+    if dry_run:
+        print(dry_run_summary(exp))
+        return 0
     print(summary(exp))
     json_path, png_path = save(exp, Path(args.out), Path(args.image).stem)
     print(f"\nwrote {json_path} and {png_path}")
@@ -191,6 +286,8 @@ def cmd_explain(args) -> int:
 
 
 def cmd_explain_dataset(args) -> int:
+    from .report import usage_line
+
     records = []
     for n, line in enumerate(args.manifest.read_text().splitlines(), 1):
         if line.strip():
@@ -208,6 +305,8 @@ def cmd_explain_dataset(args) -> int:
     print(report.table())
     print(f"\nMSR {report.msr:.3f}  SDR {report.sdr:.3f}  over {len(report.rows)} instances "
           f"({report.skipped} resumed from {args.out}, {len(report.failed)} failed)")
+    if cost := usage_line(report.usage):
+        print(cost)
     for failure in report.failed:
         print(f"failed {failure['id']}: {failure['error']}", file=sys.stderr)
     return 1 if report.failed else 0
@@ -218,7 +317,7 @@ def cmd_faithfulness(args) -> int:
     with ExplainerClient(args.address, timeout=args.timeout) as client:
         r = client.faithfulness(args.image, args.text, target=args.target, answer=args.answer, grid=args.grid,
                                 patch_scores=scores.get("patch_scores"), token_scores=scores.get("token_scores"),
-                                explainer=args.explainer, steps=args.steps, macro_game=args.macro.lower() in ("yes", "1", "true"),
+                                explainer=args.explainer, steps=args.steps, macro_game=_yes(args.macro),
                                 seed=args.seed, budget=args.budget, parameters=_params(args.param), progress=True)
     print("| metric | value |\n|---|---|")
     for name, value in [("F_syn", r.f_syn), ("F_ins", r.f_ins), ("F_del", r.f_del),

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import numpy as np
 
 from multishap.service.wire import matrix_from_proto
-from multishap.v1 import explainer_pb2
+from multishap.v1 import common_pb2, explainer_pb2
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,24 @@ class Target:
     model_id: str = ""
     score_semantics: str = ""
     reachable: bool = True
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What scoring cost at a paid endpoint (all 0 for local models); estimates in a dry run."""
+
+    requests: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    retries: int = 0
+    bounded: int = 0
+
+    @classmethod
+    def from_proto(cls, msg: common_pb2.Usage) -> "Usage":
+        return cls(msg.requests, msg.cache_hits, msg.prompt_tokens, msg.completion_tokens, msg.cost, msg.retries,
+                   msg.bounded)
 
 
 @dataclass
@@ -53,6 +71,8 @@ class Explanation:
     index: str
     budget: int
     target: Target
+    usage: Usage = Usage()
+    dry_run: bool = False
     image: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -67,7 +87,7 @@ class Explanation:
             seed=msg.seed, method=msg.method, index=msg.index, budget=msg.budget,
             target=Target(msg.target.name, list(msg.target.addresses), msg.target.model_id,
                           msg.target.score_semantics, msg.target.reachable),
-            image=image,
+            usage=Usage.from_proto(msg.usage), dry_run=msg.dry_run, image=image,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,6 +110,7 @@ class Explanation:
         data["grid"] = tuple(data["grid"])
         data["metrics"] = Metrics(**data["metrics"])
         data["target"] = Target(**data["target"])
+        data["usage"] = Usage(**data.get("usage", {}))
         return cls(**data)
 
     @classmethod
@@ -132,6 +153,7 @@ class FaithfulnessReport:
     token_scores: np.ndarray
     tokens: list[str]
     seconds: float
+    usage: Usage = Usage()
 
     @classmethod
     def from_proto(cls, msg: explainer_pb2.FaithfulnessResult) -> "FaithfulnessReport":
@@ -145,4 +167,5 @@ class FaithfulnessReport:
             macro_per_step=macro, macro_auc=msg.macro_auc if macro is not None else None,
             evaluations=msg.evaluations, patch_scores=np.asarray(msg.patch_scores),
             token_scores=np.asarray(msg.token_scores), tokens=list(msg.tokens), seconds=msg.seconds,
+            usage=Usage.from_proto(msg.usage),
         )

@@ -6,7 +6,31 @@ from pathlib import Path
 
 import numpy as np
 
-from .explanation import Explanation
+from .explanation import Explanation, Usage
+
+
+def usage_line(usage: Usage, estimate: bool = False) -> str:
+    """One line on what scoring cost (or would cost), empty for targets without a bill."""
+    if not (usage.requests or usage.cache_hits or usage.prompt_tokens):
+        return ""
+    verb = "would send" if estimate else "sent"
+    line = (f"{verb} {usage.requests} endpoint requests ({usage.cache_hits} answered from cache"
+            f"{'' if estimate else f', {usage.retries} retries'}), {usage.prompt_tokens} prompt + "
+            f"{usage.completion_tokens} completion tokens{' (estimated)' if estimate else ''}")
+    if usage.cost:
+        line += f", cost {usage.cost:.4f}"
+    if usage.bounded:
+        line += f"; {usage.bounded} scores are bounds (target not among the top log-probabilities)"
+    return line
+
+
+def dry_run_summary(exp: Explanation) -> str:
+    """What an explanation would score and cost, for ``explain --dry-run``."""
+    return "\n".join([
+        f"dry run: {exp.method} {exp.index} would score {exp.evaluations} coalitions of budget {exp.budget} "
+        f"on {exp.target.name} ({exp.target.model_id})",
+        usage_line(exp.usage, estimate=True) or "the target reports no cost (a local model or the synthetic game)",
+    ])
 
 
 def summary(exp: Explanation) -> str:
@@ -18,6 +42,7 @@ def summary(exp: Explanation) -> str:
         f"target {exp.target.name} ({exp.target.model_id}): {exp.target.score_semantics}",
         f"{exp.method} {exp.index}: {exp.evaluations} coalitions of budget {exp.budget}, {exp.seconds:.2f} s, seed {exp.seed}",
         f"grid {rows}x{cols} patches x {len(exp.tokens)} tokens: {' | '.join(exp.tokens)}",
+        *([line] if (line := usage_line(exp.usage)) else []),
         "",
         "| metric | value |",
         "|---|---|",

@@ -15,7 +15,6 @@ import hashlib
 import json
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 from multishap.service.metrics import dataset_metrics
 from multishap.v1 import common_pb2, explainer_pb2, explainer_pb2_grpc
 
-from .explanation import Explanation, FaithfulnessReport, Target
+from .explanation import Explanation, FaithfulnessReport, Target, Usage
 from .images import ImageLike, to_pil, to_png
 
 DEFAULT_BUDGET = 20_000
@@ -105,11 +104,12 @@ def build_instance(
 def explain_request(image: ImageLike, text: str, *, target: str, answer: str = "", grid: tuple[int, int] = (7, 7),
                     method: str = "auto", budget: int = DEFAULT_BUDGET, seed: int = 0, index: str = "SII",
                     parameters: Optional[Mapping[str, str]] = None, image_baseline: Optional[str] = None,
-                    blur_radius: float = 0.0, text_mask: str = "") -> explainer_pb2.ExplainRequest:
+                    blur_radius: float = 0.0, text_mask: str = "",
+                    dry_run: bool = False) -> explainer_pb2.ExplainRequest:
     """The ExplainRequest both clients send."""
     instance = build_instance(image, text, answer, grid, parameters, image_baseline, blur_radius, text_mask)
     return explainer_pb2.ExplainRequest(target=target, instance=instance, method=method, budget=budget, seed=seed,
-                                        index=index)
+                                        index=index, dry_run=dry_run)
 
 
 def faithfulness_request(image: ImageLike, text: str, *, target: str, answer: str = "", grid: tuple[int, int] = (7, 7),
@@ -201,13 +201,19 @@ class ExplainerClient:
         image_baseline: Optional[str] = None,
         blur_radius: float = 0.0,
         text_mask: str = "",
+        dry_run: bool = False,
         progress: ProgressArg = False,
         timeout: Optional[float] = None,
     ) -> Explanation:
-        """Explain one instance: Phi, metrics and provenance (see :class:`Explanation`)."""
+        """Explain one instance: Phi, metrics, cost and provenance (see :class:`Explanation`).
+
+        ``dry_run=True`` selects the coalitions without scoring them: ``phi`` is zeros,
+        ``evaluations`` the coalitions the method would score and ``usage`` what the target
+        estimates they would cost (requests not yet in its cache, tokens, money).
+        """
         request = explain_request(image, text, target=target, answer=answer, grid=grid, method=method, budget=budget,
                                   seed=seed, index=index, parameters=parameters, image_baseline=image_baseline,
-                                  blur_radius=blur_radius, text_mask=text_mask)
+                                  blur_radius=blur_radius, text_mask=text_mask, dry_run=dry_run)
         call = self._stub.Explain(request, timeout=timeout or self.timeout)
         result = self._stream(call, progress, "explaining", "explanation")
         return Explanation.from_proto(result, image=np.asarray(to_pil(image)))
@@ -281,6 +287,7 @@ class DatasetReport:
     rows: list[dict[str, Any]] = field(default_factory=list)
     skipped: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
+    usage: Usage = Usage()  # summed over the instances in ``rows``, earlier runs included
 
     def table(self) -> str:
         lines = ["| id | synergy ratio | total | synergy | suppression | evaluations |", "|---|---|---|---|---|---|"]
@@ -339,15 +346,17 @@ def run_dataset(client: ExplainerClient, instances, target, concurrency, out: Pa
     if progress and todo:
         sys.stderr.write("\n")
     wanted = {instance_id(r) for r in records}
-    rows = []
+    rows, usages = [], []
     for key, row in finished.items():
         if key in wanted:
             m = row["explanation"]["metrics"]
             rows.append({"id": key, **m, "evaluations": row["explanation"]["evaluations"]})
+            usages.append(row["explanation"].get("usage", {}))
     ratios = [r["synergy_ratio"] for r in rows]
     dm = dataset_metrics(ratios) if ratios else None
+    total = Usage(**{name: sum(u.get(name, 0) for u in usages) for name in Usage.__dataclass_fields__})
     return DatasetReport(msr=dm.msr if dm else float("nan"), sdr=dm.sdr if dm else float("nan"), rows=rows,
-                         skipped=skipped, failed=failed)
+                         skipped=skipped, failed=failed, usage=total)
 
 
 class AsyncExplainerClient:
@@ -388,10 +397,11 @@ class AsyncExplainerClient:
     async def explain(self, image: ImageLike, text: str, *, target: str, answer: str = "",
                       grid: tuple[int, int] = (7, 7), method: str = "auto", budget: int = DEFAULT_BUDGET,
                       seed: int = 0, index: str = "SII", parameters: Optional[Mapping[str, str]] = None,
-                      progress: Optional[Callable[[ProgressUpdate], None]] = None,
+                      dry_run: bool = False, progress: Optional[Callable[[ProgressUpdate], None]] = None,
                       timeout: Optional[float] = None) -> Explanation:
+        """Explain one instance (see :meth:`ExplainerClient.explain`)."""
         request = explain_request(image, text, target=target, answer=answer, grid=grid, method=method, budget=budget,
-                                  seed=seed, index=index, parameters=parameters)
+                                  seed=seed, index=index, parameters=parameters, dry_run=dry_run)
         result = await self._stream(self._stub.Explain(request, timeout=timeout or self.timeout), progress,
                                     "explanation")
         return Explanation.from_proto(result, image=np.asarray(to_pil(image)))

@@ -39,6 +39,22 @@ class Cancelled(ServiceError):
     code = grpc.StatusCode.CANCELLED
 
 
+class Unauthenticated(ServiceError):
+    """A target's credentials were refused (e.g. an adapter's API key)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ServiceError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class FailedPrecondition(ServiceError):
+    """The request is fine but the target cannot serve it as configured."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class TargetFailed(ServiceError):
     """The target answered, but wrongly (NaN scores, wrong count, an internal error)."""
 

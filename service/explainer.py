@@ -159,15 +159,16 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
         )
 
     def _value_function(self, target: Target, instance, num_players: int, control: CallControl,
-                        on_scored: Callable[[int], None] = lambda count: None):
+                        on_scored: Callable[[int], None] = lambda count: None, dry_run: bool = False):
         """The target's value function; scored coalitions go to /metrics and to ``on_scored``."""
         counter = self.forward_passes.labels(target=target.name)
 
         def scored(count: int) -> None:
-            counter.inc(count)
+            if not dry_run:
+                counter.inc(count)
             on_scored(count)
 
-        return target.value_function(instance, num_players, control, on_scored=scored)
+        return target.value_function(instance, num_players, control, on_scored=scored, dry_run=dry_run)
 
     def _estimator_batch(self, target: Target) -> int:
         return target.config.max_batch * target.config.max_in_flight
@@ -191,7 +192,7 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
             start = time.perf_counter()
             players = target.describe(request.instance, control)
             m, n = players.grid.rows * players.grid.cols, len(players.tokens)
-            value_fn = self._value_function(target, request.instance, m + n, control)
+            value_fn = self._value_function(target, request.instance, m + n, control, dry_run=request.dry_run)
             try:
                 est = estimate_interactions(value_fn, m, n, method=method, budget=budget, seed=request.seed,
                                             index=index, max_batch=self._estimator_batch(target), progress=progress)
@@ -208,6 +209,7 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
                 v_text_only=est.v_text_only, modality_interaction=est.modality_interaction,
                 evaluations=est.evaluations, seconds=time.perf_counter() - start, seed=request.seed,
                 method=est.method, index=est.index, budget=budget, target=self._target_info(target, players),
+                usage=value_fn.usage, dry_run=request.dry_run,
             )
 
         yield from self._events("Explain", context, work, explainer_pb2.ExplainEvent, "explanation")
@@ -259,7 +261,7 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
                 macro_per_step=[] if ms is None else ms.per_step.tolist(), macro_auc=0.0 if ms is None else ms.auc,
                 evaluations=scored[0], patch_scores=list(map(float, a)), token_scores=list(map(float, b)),
                 tokens=players.tokens, seconds=time.perf_counter() - start,
-                target=self._target_info(target, players),
+                target=self._target_info(target, players), usage=value_fn.usage,
             )
 
         yield from self._events("Faithfulness", context, work, explainer_pb2.FaithfulnessEvent, "result")

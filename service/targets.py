@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
@@ -26,17 +27,26 @@ from .config import TargetConfig
 from .errors import (
     Cancelled,
     DeadlineExceeded,
+    FailedPrecondition,
     InvalidArgument,
+    PermissionDenied,
     ResourceExhausted,
     ServiceError,
     TargetFailed,
+    Unauthenticated,
     Unavailable,
 )
-from .wire import pack_coalitions, unpack_values
+from .wire import add_usage, pack_coalitions, unpack_values
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
 SCORE_PATH = "/multishap.v1.Scorer/Score"
 _PASS_OVER_S = 1.0
+# A target's own credential and configuration errors reach the caller with their codes.
+_PASSED_THROUGH = {
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+}
 
 
 class CallControl:
@@ -155,6 +165,8 @@ class Target:
             return DeadlineExceeded(f"target {self.name!r} did not answer in time: {details}")
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
             return ResourceExhausted(f"target {self.name!r} is over a limit: {details}")
+        if code in _PASSED_THROUGH:
+            return _PASSED_THROUGH[code](f"target {self.name!r}: {details}")
         return TargetFailed(f"target {self.name!r} failed ({code.name}): {details}")
 
     def describe(self, instance: common_pb2.Instance, control: CallControl) -> scorer_pb2.Players:
@@ -166,9 +178,10 @@ class Target:
         num_players: int,
         control: CallControl,
         on_scored: Callable[[int], None] = lambda count: None,
+        dry_run: bool = False,
     ) -> "RemoteValueFunction":
         """The estimators' value_fn over this target's Score calls."""
-        return RemoteValueFunction(self, instance, num_players, control, on_scored)
+        return RemoteValueFunction(self, instance, num_players, control, on_scored, dry_run)
 
 
 class RemoteValueFunction:
@@ -177,8 +190,9 @@ class RemoteValueFunction:
     Each call is split into Score requests of at most ``max_batch`` coalitions, up to
     ``max_in_flight`` of them at once. The instance (with its image) is serialised once:
     a serialised protobuf message followed by another is the merge of the two, so each
-    request is those bytes plus the serialised coalitions. ``close()`` releases the
-    worker threads.
+    request is those bytes plus the serialised coalitions. Every request carries one job
+    name (for the target's per-explanation limits); ``usage`` sums what the target says
+    scoring cost. ``close()`` releases the worker threads.
     """
 
     def __init__(
@@ -188,9 +202,13 @@ class RemoteValueFunction:
         num_players: int,
         control: CallControl,
         on_scored: Callable[[int], None],
+        dry_run: bool = False,
     ) -> None:
         self._target, self._players = target, num_players
-        self._prefix = scorer_pb2.ScoreRequest(instance=instance, num_players=num_players).SerializeToString()
+        self._prefix = scorer_pb2.ScoreRequest(instance=instance, num_players=num_players, job=uuid.uuid4().hex,
+                                               dry_run=dry_run).SerializeToString()
+        self.usage = common_pb2.Usage()
+        self._usage_lock = threading.Lock()
         self._control, self._on_scored = control, on_scored
         self._pool = ThreadPoolExecutor(max_workers=target.config.max_in_flight,
                                         thread_name_prefix=f"score-{target.name}")
@@ -201,7 +219,8 @@ class RemoteValueFunction:
             num_coalitions=len(masks), coalitions=pack_coalitions(masks)
         ).SerializeToString()
         try:
-            values = unpack_values(self._target.call("Score", request, self._control).values, len(masks))
+            response = self._target.call("Score", request, self._control)
+            values = unpack_values(response.values, len(masks))
         except ValueError as err:
             raise TargetFailed(f"target {name!r} answered wrongly: {err}") from None
         bad = ~np.isfinite(values)
@@ -210,6 +229,8 @@ class RemoteValueFunction:
                 f"target {name!r} returned NaN or infinity for {int(bad.sum())} of "
                 f"{len(values)} coalitions; its scores must be finite"
             )
+        with self._usage_lock:
+            add_usage(self.usage, response.usage)
         self._on_scored(len(masks))
         return values
 

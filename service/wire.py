@@ -53,3 +53,9 @@ def matrix_from_proto(message: common_pb2.Matrix) -> Optional[np.ndarray]:
     if message.rows == 0 and message.cols == 0:
         return None
     return np.asarray(message.values, dtype=np.float64).reshape(message.rows, message.cols)
+
+
+def add_usage(total: common_pb2.Usage, part: common_pb2.Usage) -> None:
+    """Add ``part``'s counts and cost to ``total`` (proto merging would overwrite them)."""
+    for fd in common_pb2.Usage.DESCRIPTOR.fields:
+        setattr(total, fd.name, getattr(total, fd.name) + getattr(part, fd.name))

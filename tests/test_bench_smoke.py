@@ -14,3 +14,14 @@ def test_estimator_benchmark_prints_its_tables():
     ).stdout
     assert "| unanimity-low | 10×6 | auto |" in out
     assert "Alg. 1 evaluations ÷ auto's" in out
+
+
+def test_endpoint_benchmark_prints_its_tables():
+    out = subprocess.run(
+        [sys.executable, str(BENCH.parent / "openai.py"), "--quick"],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+    assert "| 0.2 s | — | 8 | 0% | 40 |" in out
+    rows = [line.split("|")[2:5] for line in out.splitlines() if line.startswith(("| multishap |", "| kernel |"))]
+    # Every coalition the estimator evaluated is one request the server received and one paid request.
+    assert len(rows) == 2 and all(len(set(cells)) == 1 for cells in rows)

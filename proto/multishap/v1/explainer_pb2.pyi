@@ -32,20 +32,22 @@ class ListTargetsResponse(_message.Message):
     def __init__(self, targets: _Optional[_Iterable[_Union[TargetInfo, _Mapping]]] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("target", "instance", "method", "budget", "seed", "index")
+    __slots__ = ("target", "instance", "method", "budget", "seed", "index", "dry_run")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     target: str
     instance: _common_pb2.Instance
     method: str
     budget: int
     seed: int
     index: str
-    def __init__(self, target: _Optional[str] = ..., instance: _Optional[_Union[_common_pb2.Instance, _Mapping]] = ..., method: _Optional[str] = ..., budget: _Optional[int] = ..., seed: _Optional[int] = ..., index: _Optional[str] = ...) -> None: ...
+    dry_run: bool
+    def __init__(self, target: _Optional[str] = ..., instance: _Optional[_Union[_common_pb2.Instance, _Mapping]] = ..., method: _Optional[str] = ..., budget: _Optional[int] = ..., seed: _Optional[int] = ..., index: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("evaluations", "budget", "elapsed_seconds", "eta_seconds")
@@ -72,7 +74,7 @@ class InstanceMetrics(_message.Message):
     def __init__(self, total: _Optional[float] = ..., synergy: _Optional[float] = ..., suppression: _Optional[float] = ..., synergy_ratio: _Optional[float] = ...) -> None: ...
 
 class Explanation(_message.Message):
-    __slots__ = ("phi", "stderr", "tokens", "grid", "metrics", "shapley", "v_full", "v_empty", "v_image_only", "v_text_only", "modality_interaction", "evaluations", "seconds", "seed", "method", "index", "budget", "target")
+    __slots__ = ("phi", "stderr", "tokens", "grid", "metrics", "shapley", "v_full", "v_empty", "v_image_only", "v_text_only", "modality_interaction", "evaluations", "seconds", "seed", "method", "index", "budget", "target", "usage", "dry_run")
     PHI_FIELD_NUMBER: _ClassVar[int]
     STDERR_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +93,8 @@ class Explanation(_message.Message):
     INDEX_FIELD_NUMBER: _ClassVar[int]
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     phi: _common_pb2.Matrix
     stderr: _common_pb2.Matrix
     tokens: _containers.RepeatedScalarFieldContainer[str]
@@ -109,7 +113,9 @@ class Explanation(_message.Message):
     index: str
     budget: int
     target: TargetInfo
-    def __init__(self, phi: _Optional[_Union[_common_pb2.Matrix, _Mapping]] = ..., stderr: _Optional[_Union[_common_pb2.Matrix, _Mapping]] = ..., tokens: _Optional[_Iterable[str]] = ..., grid: _Optional[_Union[_common_pb2.Grid, _Mapping]] = ..., metrics: _Optional[_Union[InstanceMetrics, _Mapping]] = ..., shapley: _Optional[_Iterable[float]] = ..., v_full: _Optional[float] = ..., v_empty: _Optional[float] = ..., v_image_only: _Optional[float] = ..., v_text_only: _Optional[float] = ..., modality_interaction: _Optional[float] = ..., evaluations: _Optional[int] = ..., seconds: _Optional[float] = ..., seed: _Optional[int] = ..., method: _Optional[str] = ..., index: _Optional[str] = ..., budget: _Optional[int] = ..., target: _Optional[_Union[TargetInfo, _Mapping]] = ...) -> None: ...
+    usage: _common_pb2.Usage
+    dry_run: bool
+    def __init__(self, phi: _Optional[_Union[_common_pb2.Matrix, _Mapping]] = ..., stderr: _Optional[_Union[_common_pb2.Matrix, _Mapping]] = ..., tokens: _Optional[_Iterable[str]] = ..., grid: _Optional[_Union[_common_pb2.Grid, _Mapping]] = ..., metrics: _Optional[_Union[InstanceMetrics, _Mapping]] = ..., shapley: _Optional[_Iterable[float]] = ..., v_full: _Optional[float] = ..., v_empty: _Optional[float] = ..., v_image_only: _Optional[float] = ..., v_text_only: _Optional[float] = ..., modality_interaction: _Optional[float] = ..., evaluations: _Optional[int] = ..., seconds: _Optional[float] = ..., seed: _Optional[int] = ..., method: _Optional[str] = ..., index: _Optional[str] = ..., budget: _Optional[int] = ..., target: _Optional[_Union[TargetInfo, _Mapping]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class ExplainEvent(_message.Message):
     __slots__ = ("progress", "explanation")
@@ -156,7 +162,7 @@ class UnimodalResult(_message.Message):
     def __init__(self, insertion: _Optional[float] = ..., deletion: _Optional[float] = ..., srg: _Optional[float] = ...) -> None: ...
 
 class FaithfulnessResult(_message.Message):
-    __slots__ = ("f_syn", "f_ins", "f_del", "f_syn_unclipped", "f_syn_raw", "alphas", "curve_ins", "curve_del", "visual", "text", "macro_per_step", "macro_auc", "evaluations", "patch_scores", "token_scores", "tokens", "seconds", "target")
+    __slots__ = ("f_syn", "f_ins", "f_del", "f_syn_unclipped", "f_syn_raw", "alphas", "curve_ins", "curve_del", "visual", "text", "macro_per_step", "macro_auc", "evaluations", "patch_scores", "token_scores", "tokens", "seconds", "target", "usage")
     F_SYN_FIELD_NUMBER: _ClassVar[int]
     F_INS_FIELD_NUMBER: _ClassVar[int]
     F_DEL_FIELD_NUMBER: _ClassVar[int]
@@ -175,6 +181,7 @@ class FaithfulnessResult(_message.Message):
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     f_syn: float
     f_ins: float
     f_del: float
@@ -193,7 +200,8 @@ class FaithfulnessResult(_message.Message):
     tokens: _containers.RepeatedScalarFieldContainer[str]
     seconds: float
     target: TargetInfo
-    def __init__(self, f_syn: _Optional[float] = ..., f_ins: _Optional[float] = ..., f_del: _Optional[float] = ..., f_syn_unclipped: _Optional[float] = ..., f_syn_raw: _Optional[float] = ..., alphas: _Optional[_Iterable[float]] = ..., curve_ins: _Optional[_Iterable[float]] = ..., curve_del: _Optional[_Iterable[float]] = ..., visual: _Optional[_Union[UnimodalResult, _Mapping]] = ..., text: _Optional[_Union[UnimodalResult, _Mapping]] = ..., macro_per_step: _Optional[_Iterable[float]] = ..., macro_auc: _Optional[float] = ..., evaluations: _Optional[int] = ..., patch_scores: _Optional[_Iterable[float]] = ..., token_scores: _Optional[_Iterable[float]] = ..., tokens: _Optional[_Iterable[str]] = ..., seconds: _Optional[float] = ..., target: _Optional[_Union[TargetInfo, _Mapping]] = ...) -> None: ...
+    usage: _common_pb2.Usage
+    def __init__(self, f_syn: _Optional[float] = ..., f_ins: _Optional[float] = ..., f_del: _Optional[float] = ..., f_syn_unclipped: _Optional[float] = ..., f_syn_raw: _Optional[float] = ..., alphas: _Optional[_Iterable[float]] = ..., curve_ins: _Optional[_Iterable[float]] = ..., curve_del: _Optional[_Iterable[float]] = ..., visual: _Optional[_Union[UnimodalResult, _Mapping]] = ..., text: _Optional[_Union[UnimodalResult, _Mapping]] = ..., macro_per_step: _Optional[_Iterable[float]] = ..., macro_auc: _Optional[float] = ..., evaluations: _Optional[int] = ..., patch_scores: _Optional[_Iterable[float]] = ..., token_scores: _Optional[_Iterable[float]] = ..., tokens: _Optional[_Iterable[str]] = ..., seconds: _Optional[float] = ..., target: _Optional[_Union[TargetInfo, _Mapping]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ...) -> None: ...
 
 class FaithfulnessEvent(_message.Message):
     __slots__ = ("progress", "result")

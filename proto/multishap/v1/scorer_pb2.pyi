@@ -30,19 +30,27 @@ class Players(_message.Message):
     def __init__(self, grid: _Optional[_Union[_common_pb2.Grid, _Mapping]] = ..., tokens: _Optional[_Iterable[str]] = ..., score_semantics: _Optional[str] = ..., model_id: _Optional[str] = ..., factorised: _Optional[bool] = ..., truth: _Optional[_Union[_common_pb2.Matrix, _Mapping]] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
-    __slots__ = ("instance", "num_players", "num_coalitions", "coalitions")
+    __slots__ = ("instance", "num_players", "num_coalitions", "coalitions", "job", "dry_run")
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
     NUM_PLAYERS_FIELD_NUMBER: _ClassVar[int]
     NUM_COALITIONS_FIELD_NUMBER: _ClassVar[int]
     COALITIONS_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     instance: _common_pb2.Instance
     num_players: int
     num_coalitions: int
     coalitions: bytes
-    def __init__(self, instance: _Optional[_Union[_common_pb2.Instance, _Mapping]] = ..., num_players: _Optional[int] = ..., num_coalitions: _Optional[int] = ..., coalitions: _Optional[bytes] = ...) -> None: ...
+    job: str
+    dry_run: bool
+    def __init__(self, instance: _Optional[_Union[_common_pb2.Instance, _Mapping]] = ..., num_players: _Optional[int] = ..., num_coalitions: _Optional[int] = ..., coalitions: _Optional[bytes] = ..., job: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("values",)
+    __slots__ = ("values", "bounded", "usage")
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    BOUNDED_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     values: bytes
-    def __init__(self, values: _Optional[bytes] = ...) -> None: ...
+    bounded: bytes
+    usage: _common_pb2.Usage
+    def __init__(self, values: _Optional[bytes] = ..., bounded: _Optional[bytes] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,203 @@
+"""The OpenAI-compatible adapter's backend: render, look up the cache, pay for the rest, score.
+
+Each coalition becomes one chat-completion request (:mod:`.render`), keyed by a hash of
+the request it would send. Keys already in the persistent cache cost nothing; the rest
+go to the endpoint (:mod:`.endpoint`). A dry run stops before paying and says what the
+misses would cost. Scores come from the answers' log-probabilities (:mod:`.scoring`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from multishap.adapters.base import DecodedInstance, PreparedInstance, ScoreCall, ScoreResult, ScoringBackend
+from multishap.service.errors import InvalidArgument
+from multishap.v1 import common_pb2
+
+from .cache import ScoreCache
+from .endpoint import Endpoint, EndpointConfig, EndpointMetrics, Pending
+from .limits import Price, SpendLedger
+from .render import RenderedInput, Renderer, RenderOptions
+from .scoring import Answer, ScoringOptions, bounded_note, score
+
+_TILE, _TILE_TOKENS, _BASE_IMAGE_TOKENS = 512, 170, 85
+
+
+@dataclass(frozen=True)
+class OpenAIOptions:
+    """Everything the adapter is configured with."""
+
+    endpoint: EndpointConfig
+    render: RenderOptions = RenderOptions()
+    scoring: ScoringOptions = ScoringOptions()
+    cache_path: Path | str = field(default_factory=lambda: Path.home() / ".cache" / "multishap" / "openai.sqlite")
+    max_requests: Optional[int] = None
+    max_cost: Optional[float] = None
+    price: Optional[Price] = None
+
+    def __post_init__(self) -> None:
+        if self.max_cost is not None and self.price is None:
+            raise ValueError("max_cost needs a price table entry for the model (--prices)")
+
+
+def estimate_prompt_tokens(prompt: str, height: int, width: int, detail: str) -> int:
+    """Rough prompt tokens of one request: ~4 characters a token, images by OpenAI's tile rule.
+
+    A detail="low" image is 85 tokens; otherwise the image is fitted into 2048x2048, its
+    short side brought down to 768, and each 512-pixel tile costs 170 tokens plus 85.
+    Used for dry runs and the tokens-per-minute limiter until the endpoint reports usage.
+    """
+    text = math.ceil(len(prompt.encode()) / 4) + 8
+    if detail == "low":
+        return text + _BASE_IMAGE_TOKENS
+    scale = min(1.0, 2048 / max(height, width))
+    h, w = height * scale, width * scale
+    scale = min(1.0, 768 / min(h, w))
+    tiles = math.ceil(h * scale / _TILE) * math.ceil(w * scale / _TILE)
+    return text + _BASE_IMAGE_TOKENS + _TILE_TOKENS * tiles
+
+
+class OpenAIBackend(ScoringBackend):
+    """Scores coalitions with an OpenAI-compatible chat endpoint's log-probabilities."""
+
+    factorised = False
+
+    def __init__(self, options: OpenAIOptions) -> None:
+        self.options = options
+        config = options.endpoint
+        self.model_id = f"{config.model} at {config.base_url}"
+        unit = "log-probability" if options.scoring.score == "logprob" else "probability"
+        how = "prompt log-probabilities" if options.scoring.prompt_logprobs else \
+            f"the first token's top-{options.scoring.top_logprobs} log-probabilities"
+        note = bounded_note(options.scoring)
+        self.score_semantics = f"{unit} of the target answer from {how}" + (f"; bounded rows: {note}" if note else "")
+        self.cache = ScoreCache(options.cache_path)
+        self.metrics = EndpointMetrics(CollectorRegistry())
+        self.endpoint = Endpoint(config, options.scoring, self.cache,
+                                 SpendLedger(self.cache, options.max_requests, options.max_cost), options.price,
+                                 self.metrics)
+        self.endpoint.redact.protect_logs()
+        self._observed: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        self.metrics = self.endpoint.metrics = EndpointMetrics(registry)
+
+    def close(self) -> None:
+        self.endpoint.close()
+
+    # -- players ---------------------------------------------------------------------------
+
+    def prepare(self, instance: DecodedInstance) -> PreparedInstance:
+        target = instance.target.strip()
+        scoring = self.options.scoring
+        if not target and not scoring.target_token_ids:
+            raise InvalidArgument("the instance has no target answer: give the answer whose probability is explained")
+        if not scoring.prompt_logprobs and not scoring.target_token_ids and len(target.split()) > 1:
+            raise InvalidArgument(
+                f"the target {target!r} has more than one word, but top log-probabilities score only the first "
+                "answer token: give a one-word target, or run the adapter with --prompt-logprobs (vLLM)"
+            )
+        renderer = Renderer(instance, self.options.render)
+        return PreparedInstance(instance, renderer.words, state=renderer)
+
+    # -- requests --------------------------------------------------------------------------
+
+    def _body(self, rendered: RenderedInput, image_url: str, target: str) -> dict[str, Any]:
+        """The chat-completion arguments for one masked input."""
+        config, scoring = self.options.endpoint, self.options.scoring
+        content = [{"type": "image_url", "image_url": {"url": image_url, "detail": self.options.render.detail}},
+                   {"type": "text", "text": rendered.prompt}]
+        body: dict[str, Any] = {"model": config.model, "messages": [{"role": "user", "content": content}],
+                                "max_tokens": config.max_tokens, "temperature": config.temperature}
+        if scoring.prompt_logprobs:
+            body["messages"].append({"role": "assistant", "content": target})
+            body["extra_body"] = {"prompt_logprobs": 0, "continue_final_message": True,
+                                  "add_generation_prompt": False}
+        else:
+            body.update(logprobs=True, top_logprobs=scoring.top_logprobs)
+            if scoring.target_token_ids:
+                body["extra_body"] = {"return_tokens_as_token_ids": True}
+        return body
+
+    def _key(self, rendered: RenderedInput, target: str) -> str:
+        body = self._body(rendered, "sha256:" + rendered.pixel_digest(), target)
+        material = json.dumps({"base_url": self.options.endpoint.base_url, "body": body}, sort_keys=True)
+        return hashlib.sha256(material.encode()).hexdigest()
+
+    def _tokens(self, prepared: PreparedInstance, rendered: RenderedInput) -> int:
+        with self._lock:
+            seen = self._observed.get(prepared.decoded.key)
+        if seen is None:
+            seen = estimate_prompt_tokens(rendered.prompt, *rendered.pixels.shape[:2], self.options.render.detail)
+        return seen + self.options.endpoint.max_tokens
+
+    def _observe(self, prepared: PreparedInstance, answers: list[Answer]) -> None:
+        tokens = [a.prompt_tokens for a in answers if a.prompt_tokens]
+        if tokens:
+            with self._lock:
+                self._observed[prepared.decoded.key] = int(np.mean(tokens))
+
+    # -- the contract ----------------------------------------------------------------------
+
+    def score(self, instance: PreparedInstance, masks: np.ndarray) -> np.ndarray:
+        return self.score_call(instance, masks, ScoreCall()).values
+
+    def score_call(self, instance: PreparedInstance, masks: np.ndarray, call: ScoreCall) -> ScoreResult:
+        renderer: Renderer = instance.state
+        target = instance.decoded.target.strip()
+        keys = [self._key(renderer.render(mask), target) for mask in masks]
+        cached = self.cache.get_many(keys)
+        self._observe(instance, list(cached.values()))
+        first_miss: dict[str, int] = {}
+        for row, key in enumerate(keys):
+            if key not in cached:
+                first_miss.setdefault(key, row)
+        hits = sum(key in cached for key in keys)
+        if call.dry_run:
+            return self._estimate(instance, masks, first_miss, hits)
+        self.metrics.cache_hits.inc(hits)
+        self.metrics.cache_misses.inc(len(first_miss))
+        pending = [self._pending(instance, masks[row], key, target) for key, row in first_miss.items()]
+        paid, usage = self.endpoint.fetch(pending, call.job, call.cancelled, call.deadline) if pending \
+            else ({}, common_pb2.Usage())
+        self._observe(instance, list(paid.values()))
+        answers = {**cached, **paid}
+        scored = [score(answers[key], target, self.options.scoring) for key in keys]
+        values = np.array([v for v, _ in scored], dtype=np.float64)
+        bounded = np.array([b for _, b in scored], dtype=bool)
+        self.metrics.bounded.inc(int(bounded.sum()))
+        # Rows this call did not pay for: stored before, or paid for meanwhile by another call.
+        usage.cache_hits, usage.bounded = len(keys) - usage.requests, int(bounded.sum())
+        return ScoreResult(values, bounded, usage)
+
+    def _pending(self, instance: PreparedInstance, mask: np.ndarray, key: str, target: str) -> Pending:
+        renderer: Renderer = instance.state
+        rendered = renderer.render(mask)
+
+        def body() -> dict[str, Any]:
+            return self._body(rendered, rendered.data_url(), target)
+
+        return Pending(key, body, self._tokens(instance, rendered), target)
+
+    def _estimate(self, instance: PreparedInstance, masks: np.ndarray, misses: dict[str, int],
+                  hits: int) -> ScoreResult:
+        """What paying for the misses would cost, from observed or estimated tokens."""
+        renderer: Renderer = instance.state
+        max_tokens = self.options.endpoint.max_tokens
+        per_request = self._tokens(instance, renderer.render(masks[0])) - max_tokens if len(masks) else 0
+        prompt, completion = per_request * len(misses), max_tokens * len(misses)
+        price = self.options.price
+        usage = common_pb2.Usage(requests=len(misses), cache_hits=hits, prompt_tokens=prompt,
+                                 completion_tokens=completion,
+                                 cost=price.cost(prompt, completion) if price else 0.0)
+        return ScoreResult(np.zeros(len(masks)), None, usage)
