@@ -32,6 +32,7 @@ bench: $(BENCH_STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python bench/contract.py
 	$(BIN)/python bench/hf.py
 	$(BIN)/python bench/estimators.py
+	$(BIN)/python bench/openai.py
 
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=proto --pyi_out=proto \
