@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+import time
 from pathlib import Path
 
 import httpx2
@@ -134,21 +135,42 @@ def test_scoring_options_are_checked():
 
 
 def test_rate_limiter_spaces_starts_evenly():
-    slept = []
+    now = [0.0]
 
     async def sleep(seconds: float) -> None:
-        slept.append(seconds)
+        now[0] += seconds
 
     async def run() -> list[float]:
-        limiter = RateLimiter(120, clock=lambda: 0.0, sleep=sleep)  # one start every 0.5 s
+        limiter = RateLimiter(120, clock=lambda: now[0], sleep=sleep)  # one start every 0.5 s
         waits = [await limiter.acquire() for _ in range(4)]
         limiter.pause(10.0)
         waits.append(await limiter.acquire())
         waits.append(await limiter.acquire(amount=3))
+        waits.append(await limiter.acquire())
         return waits
 
-    assert asyncio.run(run()) == [0.0, 0.5, 1.0, 1.5, 10.0, 10.5]
-    assert slept == [0.5, 1.0, 1.5, 10.0, 10.5]
+    assert asyncio.run(run()) == [0.0, 0.5, 0.5, 0.5, 10.0, 0.5, 1.5]
+
+
+def test_a_late_wake_up_delays_the_next_start_instead_of_bunching():
+    async def run() -> list[float]:
+        sleeps = [0]
+
+        async def sleep(seconds: float) -> None:
+            sleeps[0] += 1
+            await asyncio.sleep(seconds + (0.15 if sleeps[0] == 1 else 0.0))  # the first wake-up is late
+
+        limiter = RateLimiter(1200, sleep=sleep)  # one start every 50 ms
+        starts = []
+
+        async def one() -> None:
+            await limiter.acquire()
+            starts.append(time.monotonic())
+
+        await asyncio.gather(*(one() for _ in range(6)))
+        return sorted(starts)
+
+    assert np.diff(asyncio.run(run())).min() >= 0.045
 
 
 def test_spend_ledger_caps_each_job_separately_and_is_shared_through_the_store(tmp_path):

@@ -262,6 +262,7 @@ class Endpoint:
             async for attempt in self.config.retry.retrying(budget, before_sleep):
                 with attempt:
                     async with self.slots:
+                        body = await self._loop.run_in_executor(None, p.body)  # encode first: start on time
                         await self._wait_limits(p.tokens)
                         if self._stopped(halt):
                             raise _Halted()
@@ -272,7 +273,7 @@ class Endpoint:
                         if attempts == 0:
                             self.ledger.reserve(job)
                         attempts += 1
-                        answer = await self._request(p, min(self.config.timeout, remaining), job, spent)
+                        answer = await self._request(p, body, min(self.config.timeout, remaining), job, spent)
         except _Halted:
             raise
         except ServiceError as exc:
@@ -300,9 +301,9 @@ class Endpoint:
                 if waited > 0:
                     self.metrics.waits.labels(limiter=name).observe(waited)
 
-    async def _request(self, p: Pending, timeout: float, job: str, spent: common_pb2.Usage) -> Answer:
+    async def _request(self, p: Pending, body: dict[str, Any], timeout: float, job: str,
+                       spent: common_pb2.Usage) -> Answer:
         """One HTTP attempt; a scorable answer is stored before it is returned, and every billed one counted."""
-        body = await self._loop.run_in_executor(None, p.body)
         start = time.perf_counter()
         try:
             raw = await self.client.chat.completions.with_raw_response.create(**body, timeout=timeout)

@@ -1,9 +1,9 @@
 """Request-rate and spending limits for a paid endpoint.
 
-``RateLimiter`` spaces request starts evenly (the generic cell rate algorithm with no
-burst): at r per minute, starts are at least 60/r seconds apart, so any minute holds at
-most r of them, and a token budget per minute works the same way with each request's
-estimated tokens as its weight. A 429 that says how long to wait pauses every request.
+``RateLimiter`` spaces request starts evenly, with no burst: at r per minute, starts are
+at least 60/r seconds apart, so any minute holds at most r of them, and a token budget per
+minute works the same way with each request's estimated tokens as its weight. A 429 that
+says how long to wait pauses every request.
 
 ``SpendLedger`` caps what one explanation (a Score request's ``job``; requests without one
 share the empty job) may spend: a number of paid requests, counted as each request is sent,
@@ -26,7 +26,12 @@ from .cache import ScoreCache
 
 
 class RateLimiter:
-    """At most ``per_minute`` units per minute, spread evenly; used from one event loop."""
+    """At most ``per_minute`` units per minute, spread evenly; used from one event loop.
+
+    Waiters are served one at a time, first come first served, and the next start is
+    counted from when a waiter actually went, so a waiter that wakes up late (a busy
+    loop) delays the ones after it instead of letting them bunch up.
+    """
 
     def __init__(self, per_minute: float, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
@@ -36,16 +41,17 @@ class RateLimiter:
         self._interval = 60.0 / per_minute
         self._next = 0.0
         self._clock, self._sleep = clock, sleep
+        self._turn = asyncio.Lock()
 
     async def acquire(self, amount: float = 1.0) -> float:
         """Wait for ``amount`` units; returns the seconds waited."""
-        now = self._clock()
-        start = max(now, self._next)
-        self._next = start + amount * self._interval
-        wait = start - now
-        if wait > 0:
-            await self._sleep(wait)
-        return wait
+        async with self._turn:
+            start = self._clock()
+            while (wait := self._next - self._clock()) > 0:
+                await self._sleep(wait)
+            now = self._clock()
+            self._next = now + amount * self._interval
+            return max(0.0, now - start)
 
     def pause(self, seconds: float) -> None:
         """Start nothing for ``seconds`` (the endpoint asked us to wait)."""
