@@ -70,10 +70,6 @@ class ScoreCall:
     cancelled: threading.Event = field(default_factory=threading.Event)
     deadline: Optional[float] = None  # time.monotonic() by which the caller wants the answer
 
-    def time_left(self) -> Optional[float]:
-        """Seconds until the caller's deadline (None: no deadline)."""
-        return None if self.deadline is None else self.deadline - time.monotonic()
-
 
 @dataclass
 class ScoreResult:

@@ -53,18 +53,18 @@ def photo() -> bytes:
     return out.getvalue()
 
 
-def setup(image: bytes, rows: int, cols: int, family: str, seed: int, **sim_options):
-    """A simulated endpoint for the instance, the game it plays and the shift of its log-probabilities."""
+def setup(image: bytes, rows: int, cols: int, family: str, seed: int, **sim_options) -> SimulatedEndpoint:
+    """A simulated endpoint for the instance, answering with the game's value shifted below 0."""
     pixels = np.asarray(Image.open(io.BytesIO(image)).convert("RGB"))
     n = len(TEXT.split())
     game = make_game(family, rows * cols, n, seed)
     shift = sum(abs(c) for _, c in getattr(game, "terms", ())) + 1.0
     task = SimulatedTask(pixels, TEXT, "yes", rows, cols)
-    return SimulatedEndpoint(task, game, lambda v: v - shift, api_key="sk-bench", **sim_options), game
+    return SimulatedEndpoint(task, game, lambda v: v - shift, api_key="sk-bench", **sim_options)
 
 
 def _serve(conn, image: bytes, rows: int, cols: int, family: str, seed: int, sim_options: dict) -> None:
-    sim, _ = setup(image, rows, cols, family, seed, **sim_options)
+    sim = setup(image, rows, cols, family, seed, **sim_options)
     conn.send(sim.base_url)
     conn.recv()
     conn.send(sum(sim.traffic.received.values()))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -66,6 +65,14 @@ def estimate_prompt_tokens(prompt: str, height: int, width: int, detail: str) ->
     return text + _BASE_IMAGE_TOKENS + _TILE_TOKENS * tiles
 
 
+@dataclass
+class _InstanceState:
+    """A prepared instance's renderer, and the prompt tokens the endpoint last billed for it."""
+
+    renderer: Renderer
+    observed_tokens: Optional[int] = None
+
+
 class OpenAIBackend(ScoringBackend):
     """Scores coalitions with an OpenAI-compatible chat endpoint's log-probabilities."""
 
@@ -86,8 +93,6 @@ class OpenAIBackend(ScoringBackend):
                                  SpendLedger(self.cache, options.max_requests, options.max_cost), options.price,
                                  self.metrics)
         self.endpoint.redact.protect_logs()
-        self._observed: dict[str, int] = {}
-        self._lock = threading.Lock()
 
     def register_metrics(self, registry: CollectorRegistry) -> None:
         self.metrics = self.endpoint.metrics = EndpointMetrics(registry)
@@ -108,7 +113,7 @@ class OpenAIBackend(ScoringBackend):
                 "answer token: give a one-word target, or run the adapter with --prompt-logprobs (vLLM)"
             )
         renderer = Renderer(instance, self.options.render)
-        return PreparedInstance(instance, renderer.words, state=renderer)
+        return PreparedInstance(instance, renderer.words, state=_InstanceState(renderer))
 
     # -- requests --------------------------------------------------------------------------
 
@@ -134,18 +139,17 @@ class OpenAIBackend(ScoringBackend):
         material = json.dumps({"base_url": self.options.endpoint.base_url, "body": body}, sort_keys=True)
         return hashlib.sha256(material.encode()).hexdigest()
 
-    def _tokens(self, prepared: PreparedInstance, rendered: RenderedInput) -> int:
-        with self._lock:
-            seen = self._observed.get(prepared.decoded.key)
+    def _tokens(self, state: _InstanceState, rendered: RenderedInput) -> int:
+        seen = state.observed_tokens
         if seen is None:
             seen = estimate_prompt_tokens(rendered.prompt, *rendered.pixels.shape[:2], self.options.render.detail)
         return seen + self.options.endpoint.max_tokens
 
-    def _observe(self, prepared: PreparedInstance, answers: list[Answer]) -> None:
+    @staticmethod
+    def _observe(state: _InstanceState, answers: list[Answer]) -> None:
         tokens = [a.prompt_tokens for a in answers if a.prompt_tokens]
         if tokens:
-            with self._lock:
-                self._observed[prepared.decoded.key] = int(np.mean(tokens))
+            state.observed_tokens = int(np.mean(tokens))
 
     # -- the contract ----------------------------------------------------------------------
 
@@ -153,24 +157,24 @@ class OpenAIBackend(ScoringBackend):
         return self.score_call(instance, masks, ScoreCall()).values
 
     def score_call(self, instance: PreparedInstance, masks: np.ndarray, call: ScoreCall) -> ScoreResult:
-        renderer: Renderer = instance.state
+        state: _InstanceState = instance.state
         target = instance.decoded.target.strip()
-        keys = [self._key(renderer.render(mask), target) for mask in masks]
+        keys = [self._key(state.renderer.render(mask), target) for mask in masks]
         cached = self.cache.get_many(keys)
-        self._observe(instance, list(cached.values()))
+        self._observe(state, list(cached.values()))
         first_miss: dict[str, int] = {}
         for row, key in enumerate(keys):
             if key not in cached:
                 first_miss.setdefault(key, row)
         hits = sum(key in cached for key in keys)
         if call.dry_run:
-            return self._estimate(instance, masks, first_miss, hits)
+            return self._estimate(state, masks, first_miss, hits)
         self.metrics.cache_hits.inc(hits)
         self.metrics.cache_misses.inc(len(first_miss))
-        pending = [self._pending(instance, masks[row], key, target) for key, row in first_miss.items()]
+        pending = [self._pending(state, masks[row], key, target) for key, row in first_miss.items()]
         paid, usage = self.endpoint.fetch(pending, call.job, call.cancelled, call.deadline) if pending \
             else ({}, common_pb2.Usage())
-        self._observe(instance, list(paid.values()))
+        self._observe(state, list(paid.values()))
         answers = {**cached, **paid}
         scored = [score(answers[key], target, self.options.scoring) for key in keys]
         values = np.array([v for v, _ in scored], dtype=np.float64)
@@ -180,21 +184,19 @@ class OpenAIBackend(ScoringBackend):
         usage.cache_hits, usage.bounded = len(keys) - usage.requests, int(bounded.sum())
         return ScoreResult(values, bounded, usage)
 
-    def _pending(self, instance: PreparedInstance, mask: np.ndarray, key: str, target: str) -> Pending:
-        renderer: Renderer = instance.state
-        rendered = renderer.render(mask)
+    def _pending(self, state: _InstanceState, mask: np.ndarray, key: str, target: str) -> Pending:
+        rendered = state.renderer.render(mask)
 
         def body() -> dict[str, Any]:
             return self._body(rendered, rendered.data_url(), target)
 
-        return Pending(key, body, self._tokens(instance, rendered), target)
+        return Pending(key, body, self._tokens(state, rendered), target)
 
-    def _estimate(self, instance: PreparedInstance, masks: np.ndarray, misses: dict[str, int],
+    def _estimate(self, state: _InstanceState, masks: np.ndarray, misses: dict[str, int],
                   hits: int) -> ScoreResult:
         """What paying for the misses would cost, from observed or estimated tokens."""
-        renderer: Renderer = instance.state
         max_tokens = self.options.endpoint.max_tokens
-        per_request = self._tokens(instance, renderer.render(masks[0])) - max_tokens if len(masks) else 0
+        per_request = self._tokens(state, state.renderer.render(masks[0])) - max_tokens if len(masks) else 0
         prompt, completion = per_request * len(misses), max_tokens * len(misses)
         price = self.options.price
         usage = common_pb2.Usage(requests=len(misses), cache_hits=hits, prompt_tokens=prompt,

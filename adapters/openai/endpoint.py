@@ -47,7 +47,7 @@ class EndpointConfig:
     timeout: float = 60.0                 # seconds per HTTP attempt
     concurrency: int = 8                  # requests in flight, all Score requests together
     rpm: Optional[float] = None           # requests per minute
-    tpm: Optional[float] = None           # tokens per minute (estimated before, counted after)
+    tpm: Optional[float] = None           # tokens per minute, each request weighed by its estimated tokens
     max_tokens: int = 1
     temperature: float = 0.0
     retry: RetryPolicy = RetryPolicy()

@@ -104,15 +104,12 @@ class Renderer:
         base = baseline_array(instance.image, width, height, instance.masking, np.zeros(3), options.baseline)
         self.base = np.round(base * 255.0).astype(np.uint8)
         self.patches = patch_map(height, width, instance.rows, instance.cols)
+        self.num_patches = instance.rows * instance.cols
         self.text = instance.text
         self.spans = split_words(instance.text)
         if not self.spans:
             raise InvalidArgument("the text has no words to explain")
         self.words = [instance.text[a:b] for a, b in self.spans]
-
-    @property
-    def num_patches(self) -> int:
-        return int(self.patches.max()) + 1
 
     def masked_text(self, present: np.ndarray) -> str:
         """The text with absent words replaced by the placeholder."""
