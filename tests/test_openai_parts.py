@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import math
 import time
 from pathlib import Path
@@ -237,3 +238,13 @@ def test_cache_keeps_answers_across_connections(tmp_path):
 def test_the_example_price_table_loads():
     table = Path(__file__).resolve().parents[1] / "deploy" / "prices.toml"
     assert load_price(table, "gpt-4o-mini").input > 0
+
+
+def test_log_redaction_is_one_factory_for_every_key(caplog):
+    caplog.set_level(logging.INFO)
+    Redactor("sk-first-key-0001").protect_logs()
+    factory = logging.getLogRecordFactory()
+    Redactor("sk-second-key-0002").protect_logs()
+    assert logging.getLogRecordFactory() is factory  # adapters created later add no layer
+    logging.getLogger("multishap.test").info("keys %s and %s", "sk-first-key-0001", "sk-second-key-0002")
+    assert "keys [redacted] and [redacted]" in caplog.text

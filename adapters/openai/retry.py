@@ -14,6 +14,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -38,6 +39,38 @@ RETRY_STATUSES = frozenset({408, 409, 429})
 _MAX_MESSAGE = 300
 
 
+_PROTECTED: set[str] = set()  # secrets removed from every log record of the process
+_PROTECTED_LOCK = threading.Lock()
+
+
+def _redact(text: str, secrets) -> str:
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+def _redacting_factory(previous):
+    """A log-record factory that removes every protected secret, tracebacks included."""
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        secrets = tuple(_PROTECTED)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return record
+        if record.exc_info and record.exc_info[1] is not None:
+            trace = "".join(traceback.format_exception(*record.exc_info))
+            if any(secret in trace for secret in secrets):
+                message, record.exc_info = f"{message}\n{trace}", None
+        if any(secret in message for secret in secrets):
+            record.msg, record.args = _redact(message, secrets), None
+        return record
+
+    return factory
+
+
 class Redactor:
     """Removes a secret from any text before it is logged, raised or exported."""
 
@@ -45,31 +78,16 @@ class Redactor:
         self._secret = secret
 
     def __call__(self, text: str) -> str:
-        if self._secret and self._secret in text:
-            return text.replace(self._secret, "[redacted]")
-        return text
+        return _redact(text, (self._secret,) if self._secret else ())
 
     def protect_logs(self) -> None:
-        """Redact the secret from every log record of this process, tracebacks included."""
+        """Redact the secret from every log record of this process (one factory serves every secret)."""
         if not self._secret:
             return
-        previous = logging.getLogRecordFactory()
-
-        def factory(*args, **kwargs) -> logging.LogRecord:
-            record = previous(*args, **kwargs)
-            try:
-                message = record.getMessage()
-            except (TypeError, ValueError):
-                return record
-            if record.exc_info and record.exc_info[1] is not None:
-                trace = "".join(traceback.format_exception(*record.exc_info))
-                if self._secret in trace:
-                    message, record.exc_info = f"{message}\n{trace}", None
-            if self._secret in message:
-                record.msg, record.args = self(message), None
-            return record
-
-        logging.setLogRecordFactory(factory)
+        with _PROTECTED_LOCK:
+            if not _PROTECTED:
+                logging.setLogRecordFactory(_redacting_factory(logging.getLogRecordFactory()))
+            _PROTECTED.add(self._secret)
 
 
 def is_retryable(exc: BaseException) -> bool:
