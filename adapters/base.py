@@ -1,32 +1,35 @@
 """The servicer every adapter runs: decode and validate, cache, score, count.
 
 A backend only turns a decoded instance into players (``prepare``) and scores coalitions
-(``score``); this module does the rest of the Scorer contract: image decoding, grid and
-mask checks with sentences a person understands, an LRU cache of prepared instances keyed
-by the instance's content hash, and Prometheus metrics.
+(``score``); this module does the rest of the Scorer contract: request limits, image
+decoding (allow-listed formats, pixel limit from the header), grid, parameter and mask
+checks with sentences a person understands, an LRU cache of prepared instances keyed by
+the instance's content hash and bounded in entries and bytes, and Prometheus metrics.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
-from PIL import Image
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from multishap.service.errors import InvalidArgument, TargetFailed
+from multishap.service.config import Limits
+from multishap.service.errors import InvalidArgument, TargetFailed, shown
+from multishap.service.imaging import decode_rgb
+from multishap.service.request_checks import check_instance_fields, check_players
 from multishap.service.validation import check_grid
 from multishap.service.wire import matrix_to_proto, pack_values, unpack_coalitions
 from multishap.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
-DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
+DEFAULT_CACHE_ENTRIES = 64
+DEFAULT_CACHE_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,8 @@ class ScoringBackend(ABC):
     model_id: str = "unknown"
     score_semantics: str = "score"
     factorised: bool = False
+    # Instance parameters the backend reads (name -> what it means); any other is refused.
+    parameters: Mapping[str, str] = {}
 
     def register_metrics(self, registry: CollectorRegistry) -> None:
         """Add backend-specific metrics to the server's registry (none by default)."""
@@ -104,6 +109,10 @@ class ScoringBackend(ABC):
             return ScoreResult(np.zeros(len(masks)))
         return ScoreResult(self.score(instance, masks))
 
+    def instance_bytes(self, instance: PreparedInstance) -> int:
+        """Memory a prepared instance holds beyond its decoded image (for the cache's byte bound)."""
+        return 0
+
     def close(self) -> None:
         """Finish work in flight and release resources (nothing by default)."""
 
@@ -115,20 +124,7 @@ def content_key(instance: common_pb2.Instance) -> str:
 
 def decode_instance(instance: common_pb2.Instance, max_image_pixels: int) -> DecodedInstance:
     """Decode the image and check the grid against it."""
-    if not instance.image:
-        raise InvalidArgument("the instance has no image bytes")
-    try:
-        with Image.open(io.BytesIO(instance.image)) as img:
-            if img.width * img.height > max_image_pixels:
-                raise InvalidArgument(
-                    f"the image has {img.width}x{img.height} pixels, over this server's limit "
-                    f"of {max_image_pixels}"
-                )
-            pixels = np.asarray(img.convert("RGB"))
-    except InvalidArgument:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is the caller's input
-        raise InvalidArgument(f"the image could not be decoded ({type(exc).__name__}: {exc})") from exc
+    pixels = decode_rgb(instance.image, max_image_pixels)
     rows, cols = instance.grid.rows, instance.grid.cols
     check_grid(rows, cols)
     height, width = pixels.shape[:2]
@@ -150,24 +146,36 @@ def decode_instance(instance: common_pb2.Instance, max_image_pixels: int) -> Dec
 
 
 class _LRU:
-    """A small thread-safe least-recently-used cache."""
+    """A thread-safe least-recently-used cache bounded in entries and in bytes."""
 
-    def __init__(self, size: int) -> None:
-        self._size, self._items, self._lock = size, OrderedDict(), threading.Lock()
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self._max_entries, self._max_bytes = max_entries, max_bytes
+        self._items: OrderedDict[str, tuple[PreparedInstance, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.bytes = 0
 
     def get(self, key: str) -> Optional[PreparedInstance]:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
-                return self._items[key]
+                return self._items[key][0]
             return None
 
-    def put(self, key: str, value: PreparedInstance) -> None:
+    def put(self, key: str, value: PreparedInstance, size: int) -> None:
+        """Keep ``value`` (``size`` bytes), evicting the least recently used; one larger
+        than the whole cache is not kept."""
+        if size > self._max_bytes:
+            return
         with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
+            if key in self._items:
+                self.bytes -= self._items.pop(key)[1]
+            self._items[key] = (value, size)
+            self.bytes += size
+            while len(self._items) > self._max_entries or self.bytes > self._max_bytes:
+                self.bytes -= self._items.popitem(last=False)[1][1]
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
@@ -177,13 +185,19 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
         self,
         backend: ScoringBackend,
         registry: CollectorRegistry,
-        cache_size: int = 64,
-        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        limits: Limits = Limits(),
+        cache_entries: int = DEFAULT_CACHE_ENTRIES,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.backend = backend
         backend.register_metrics(registry)
-        self._cache = _LRU(cache_size)
-        self._max_pixels = max_image_pixels
+        self._cache = _LRU(cache_entries, cache_bytes)
+        self.limits = limits
+        cached = Gauge("multishap_adapter_cached_instances", "Prepared instances in the cache", registry=registry)
+        cached.set_function(lambda: len(self._cache))
+        cached_bytes = Gauge("multishap_adapter_cache_bytes", "Memory held by cached prepared instances",
+                             registry=registry)
+        cached_bytes.set_function(lambda: self._cache.bytes)
         self.forward_passes = Counter(
             "multishap_adapter_forward_passes", "Coalitions scored by the backend", registry=registry
         )
@@ -201,11 +215,22 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        prepared = self.backend.prepare(decode_instance(instance, self._max_pixels))
+        check_instance_fields(instance, self.limits)
+        self._check_parameters(instance.parameters)
+        prepared = self.backend.prepare(decode_instance(instance, self.limits.max_image_pixels))
         if not prepared.tokens:
             raise InvalidArgument("the text has no tokens to explain")
-        self._cache.put(key, prepared)
+        check_players(prepared.num_patches, len(prepared.tokens), self.limits)
+        self._cache.put(key, prepared, prepared.decoded.image.nbytes + self.backend.instance_bytes(prepared))
         return prepared
+
+    def _check_parameters(self, parameters: Mapping[str, str]) -> None:
+        known = self.backend.parameters
+        unknown = sorted(set(parameters) - set(known))
+        if unknown:
+            listed = ", ".join(f"{name} ({meaning})" for name, meaning in known.items()) or "none"
+            raise InvalidArgument(f"unknown instance parameter {shown(unknown[0])}; this adapter's parameters: "
+                                  f"{listed}")
 
     def Describe(self, request: scorer_pb2.DescribeRequest, context) -> scorer_pb2.Players:
         prepared = self.prepared(request.instance)

@@ -2,38 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional, Union
 
 from prometheus_client import CollectorRegistry
 
-from multishap.service.runtime import RunningServer, start_server
+from multishap.service.config import Limits
+from multishap.service.runtime import RunningServer, bind_server
 from multishap.v1 import scorer_pb2, scorer_pb2_grpc
 
-from .base import DEFAULT_MAX_IMAGE_PIXELS, ScorerServicer, ScoringBackend
+from .base import ScorerServicer, ScoringBackend
 
 SCORER_SERVICE = scorer_pb2.DESCRIPTOR.services_by_name["Scorer"].full_name
 
 
 def serve_adapter(
-    backend: ScoringBackend,
+    backend: Union[ScoringBackend, Callable[[], ScoringBackend]],
     host: str = "127.0.0.1",
     port: int = 0,
     metrics_port: Optional[int] = 0,
     max_workers: int = 16,
-    max_message_bytes: int = 64 * 1024 * 1024,
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    limits: Limits = Limits(),
 ) -> tuple[RunningServer, ScorerServicer]:
-    """Start a Scorer server for ``backend``; port 0 picks a free port."""
+    """Start a Scorer server for ``backend``; port 0 picks a free port.
+
+    ``backend`` may be a function that builds it (loads a model): the ports are bound
+    first, so a port in use fails at once rather than after the load.
+    """
     registry = CollectorRegistry()
-    servicer = ScorerServicer(backend, registry, max_image_pixels=max_image_pixels)
-    running = start_server(
-        lambda server: scorer_pb2_grpc.add_ScorerServicer_to_server(servicer, server),
-        [SCORER_SERVICE],
-        registry,
-        host=host,
-        port=port,
-        metrics_port=metrics_port,
-        max_workers=max_workers,
-        max_message_bytes=max_message_bytes,
-    )
+    bound = bind_server(registry, host, port, metrics_port, max_workers, limits.max_message_bytes)
+    try:
+        built = backend if isinstance(backend, ScoringBackend) else backend()
+        servicer = ScorerServicer(built, registry, limits)
+    except BaseException:
+        bound.close()
+        raise
+    running = bound.start(lambda server: scorer_pb2_grpc.add_ScorerServicer_to_server(servicer, server),
+                          [SCORER_SERVICE])
     return running, servicer

@@ -1,13 +1,16 @@
-"""Explainer configuration: targets (name -> adapter addresses) and limits.
+"""Explainer configuration: targets (name -> adapter addresses), limits and server settings.
 
-From a TOML file::
+From a TOML file (``deploy/explainer.toml`` documents every key and its default)::
+
+    [server]
+    expose_addresses = false            # adapter addresses stay server-side
+    grace_s = 30                        # SIGTERM: in-flight work gets this long to finish
 
     [limits]
     max_budget = 200000                 # refused above this, RESOURCE_EXHAUSTED
-    default_budget = 20000
     max_concurrent_explanations = 8
-    max_image_pixels = 40000000
-    max_message_bytes = 67108864
+    max_queued_explanations = 16        # wait for a slot, at most max_queue_wait_s
+    ...
 
     [targets.synthetic]
     addresses = ["127.0.0.1:50051", "127.0.0.1:50052"]
@@ -16,18 +19,20 @@ From a TOML file::
     max_in_flight = 4     # Score calls in flight per explanation
 
 and from the environment, which overrides the file: ``MULTISHAP_TARGETS`` as
-``name=host:port,host:port;other=host:port`` and ``MULTISHAP_MAX_BUDGET``,
-``MULTISHAP_DEFAULT_BUDGET``, ``MULTISHAP_MAX_CONCURRENT_EXPLANATIONS``,
-``MULTISHAP_MAX_IMAGE_PIXELS``, ``MULTISHAP_MAX_MESSAGE_BYTES``.
+``name=host:port,host:port;other=host:port`` and ``MULTISHAP_<LIMIT>`` for every limit
+(``MULTISHAP_MAX_BUDGET``, ``MULTISHAP_MAX_QUEUE_WAIT_S``, ...). Every value is checked
+against its type and range when the configuration is loaded, so a bad value stops the
+server at start-up with the file, the key and what was expected.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 
 @dataclass(frozen=True)
@@ -43,31 +48,86 @@ class TargetConfig:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one server accepts; each limit is refused with RESOURCE_EXHAUSTED."""
+    """What one server accepts; a request over a limit is refused with RESOURCE_EXHAUSTED
+    before any scoring, naming the limit and its value."""
 
     max_budget: int = 200_000
-    default_budget: int = 20_000
+    default_budget: int = 20_000            # what budget 0 means (at most max_budget)
     max_concurrent_explanations: int = 8
-    max_image_pixels: int = 40_000_000
+    max_queued_explanations: int = 16       # requests waiting for a slot; beyond: refused with pushback
+    max_queue_wait_s: float = 30.0          # longest wait for a slot (never past the caller's deadline)
+    max_image_pixels: int = 16_777_216      # 4096 x 4096
     max_message_bytes: int = 64 * 1024 * 1024
+    max_grid_side: int = 32                 # rows and columns of the patch grid, each
+    max_patches: int = 256                  # rows x cols
+    max_text_chars: int = 4096
+    max_tokens: int = 128                   # text players, as the target tokenises
+    max_players: int = 320                  # patches + tokens
+    max_parameters: int = 16                # instance parameters, each key and value at most 256 characters
+    max_scores: int = 4096                  # given patch or token scores of one Faithfulness request
+    max_steps: int = 100                    # Faithfulness alpha steps
+    max_chunks: int = 10                    # macro-game chunks (2^(2 + chunks) coalitions per step)
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the explainer runs: disclosure, shutdown and target probing."""
+
+    expose_addresses: bool = False          # show adapter addresses to clients (ListTargets, Explanation)
+    grace_s: float = 30.0                   # on SIGTERM, in-flight work gets this long before it is cancelled
+    probe_interval_s: float = 5.0           # how often target reachability (readiness) is checked
 
 
 @dataclass(frozen=True)
 class ExplainerConfig:
     targets: dict[str, TargetConfig] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
+    server: ServerSettings = field(default_factory=ServerSettings)
 
 
-def _target(name: str, spec: Mapping[str, object]) -> TargetConfig:
+# Lower bounds of the numeric settings; every other one must be at least 1.
+_MINIMUM = {"max_queued_explanations": 0, "max_queue_wait_s": 0.0, "probe_interval_s": 0.1, "grace_s": 0.0}
+
+
+def _checked(where: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` as the type of ``default``, in range; ValueError naming ``where``, the key and the type."""
+    kind = type(default)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: {key} must be true or false; got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where}: {key} must be a whole number; got {value!r}")
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{where}: {key} must be a number; got {value!r}")
+        value = float(value)
+    minimum = _MINIMUM.get(key, 1)
+    if value < minimum:
+        raise ValueError(f"{where}: {key} must be at least {minimum}; got {value!r}")
+    return value
+
+
+def _settings(cls, where: str, section: str, values: Mapping[str, Any], base: Any = None, **fixed: Any):
+    """An instance of the dataclass ``cls`` from ``values``, every key known and checked."""
+    defaults = base if base is not None else cls(**fixed)
+    known = {f.name for f in fields(cls)} - set(fixed)
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"{where}: unknown settings {sorted(unknown)} in [{section}]; known: {sorted(known)}")
+    checked = {k: _checked(f"{where} [{section}]", k, v, getattr(defaults, k)) for k, v in values.items()}
+    return replace(defaults, **checked)
+
+
+def _target(where: str, name: str, spec: Mapping[str, Any]) -> TargetConfig:
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"{where}: [targets.{name}] must be a table with addresses = [\"host:port\", ...]")
     addresses = spec.get("addresses")
     if not isinstance(addresses, list) or not addresses or not all(isinstance(a, str) and a for a in addresses):
-        raise ValueError(f"target {name!r} needs a non-empty list of addresses (host:port)")
-    known = {f.name for f in fields(TargetConfig)} - {"name", "addresses"}
-    unknown = set(spec) - known - {"addresses"}
-    if unknown:
-        raise ValueError(f"target {name!r} has unknown settings {sorted(unknown)}; known: {sorted(known)}")
-    extra = {k: spec[k] for k in known if k in spec}
-    return TargetConfig(name=name, addresses=tuple(addresses), **extra)
+        raise ValueError(f"{where}: target {name!r} needs a non-empty list of addresses (host:port)")
+    rest = {k: v for k, v in spec.items() if k != "addresses"}
+    return _settings(TargetConfig, where, f"targets.{name}", rest, name=name, addresses=tuple(addresses))
 
 
 def parse_targets_env(value: str) -> dict[str, TargetConfig]:
@@ -76,33 +136,48 @@ def parse_targets_env(value: str) -> dict[str, TargetConfig]:
     for item in filter(None, (part.strip() for part in value.split(";"))):
         name, sep, addresses = item.partition("=")
         if not sep or not name.strip() or not addresses.strip():
-            raise ValueError(f"MULTISHAP_TARGETS entry {item!r} is not name=host:port[,host:port]")
+            raise ValueError(f"MULTISHAP_TARGETS entry {item[:80]!r} is not name=host:port[,host:port]")
         targets[name.strip()] = TargetConfig(name.strip(), tuple(a.strip() for a in addresses.split(",") if a.strip()))
     return targets
 
 
+def _environment_limits(limits: Limits, environ: Mapping[str, str]) -> Limits:
+    """``limits`` with the MULTISHAP_<LIMIT> variables applied, each parsed as its type."""
+    values: dict[str, Any] = {}
+    for f in fields(Limits):
+        variable = f"MULTISHAP_{f.name.upper()}"
+        raw = environ.get(variable, "").strip()
+        if not raw:
+            continue
+        try:
+            values[f.name] = int(raw) if isinstance(f.default, int) else float(raw)
+        except ValueError:
+            kind = "a whole number" if isinstance(f.default, int) else "a number"
+            raise ValueError(f"{variable} must be {kind}; got {raw[:80]!r}") from None
+    return _settings(Limits, "the environment", "limits", values, base=limits)
+
+
 def load_config(path: Optional[str | Path] = None, environ: Mapping[str, str] = os.environ) -> ExplainerConfig:
-    """Read the TOML file (if any), then apply environment overrides."""
+    """Read the TOML file (if any), then apply environment overrides; ValueError names what is wrong."""
     data: dict = {}
+    where = str(path) if path is not None else "the configuration"
     if path is not None:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    unknown = set(data) - {"targets", "limits"}
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as err:
+            raise ValueError(f"cannot read the configuration file {path}: {err.strerror}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"{path} is not valid TOML: {err}") from None
+    unknown = set(data) - {"targets", "limits", "server"}
     if unknown:
-        raise ValueError(f"unknown sections {sorted(unknown)} in {path}; expected [limits] and [targets.NAME]")
-    targets = {name: _target(name, spec) for name, spec in data.get("targets", {}).items()}
-    limit_names = {f.name for f in fields(Limits)}
-    bad = set(data.get("limits", {})) - limit_names
-    if bad:
-        raise ValueError(f"unknown limits {sorted(bad)}; known: {sorted(limit_names)}")
-    limits = replace(Limits(), **data.get("limits", {}))
+        raise ValueError(f"{where}: unknown sections {sorted(unknown)}; expected [server], [limits] and [targets.NAME]")
+    targets = {name: _target(where, name, spec) for name, spec in data.get("targets", {}).items()}
+    limits = _settings(Limits, where, "limits", data.get("limits", {}))
+    server = _settings(ServerSettings, where, "server", data.get("server", {}))
     if environ.get("MULTISHAP_TARGETS"):
         targets.update(parse_targets_env(environ["MULTISHAP_TARGETS"]))
-    overrides = {}
-    for name in limit_names:
-        raw = environ.get(f"MULTISHAP_{name.upper()}")
-        if raw:
-            if not raw.isdigit():
-                raise ValueError(f"MULTISHAP_{name.upper()} must be a whole number; got {raw!r}")
-            overrides[name] = int(raw)
-    return ExplainerConfig(targets=targets, limits=replace(limits, **overrides))
+    limits = _environment_limits(limits, environ)
+    if limits.default_budget > limits.max_budget:
+        limits = replace(limits, default_budget=limits.max_budget)
+    return ExplainerConfig(targets=targets, limits=limits, server=server)

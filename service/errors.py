@@ -1,12 +1,25 @@
 """Errors that carry the gRPC status they map to; the message is a sentence for a person.
 
 The math raises ``ValueError`` for bad arguments; servers raise these. One interceptor
-(:mod:`multishap.service.runtime`) turns both into status codes.
+(:mod:`multishap.service.runtime`) turns both into status codes. A value the caller sent
+is quoted in a message only through :func:`shown`, which caps it, so a huge field cannot
+blow up the reply's metadata.
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
 import grpc
+
+# Characters of a caller's value quoted in an error message.
+ECHO_CHARS = 80
+
+
+def shown(value: object, limit: int = ECHO_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters (then "…"): how messages quote caller input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 class ServiceError(Exception):
@@ -19,12 +32,26 @@ class InvalidArgument(ServiceError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class UndecodableRequest(InvalidArgument):
+    """The request bytes are not the method's request message."""
+
+    def __init__(self, method: str) -> None:
+        super().__init__(f"the {method} request is not a valid protobuf message of its type")
+
+
 class NotFound(ServiceError):
     code = grpc.StatusCode.NOT_FOUND
 
 
 class ResourceExhausted(ServiceError):
+    """Over a limit; with ``retry_after`` (seconds) the refusal is temporary (overload) and
+    the reply carries that pushback as google.rpc.RetryInfo."""
+
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after: Optional[float] = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unavailable(ServiceError):

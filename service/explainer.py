@@ -1,41 +1,51 @@
 """The Explainer service: thin servicers over the library, scoring through targets.
 
-Each Explain or Faithfulness call runs its computation in a worker thread whose value
-function is a target's Score calls; the RPC streams progress events while it runs, then
-the result. When the client cancels or its deadline passes, gRPC's termination callback
-stops the work at the next batch and cancels the Score calls in flight.
+Every field of a request is checked before any work (:mod:`.request_checks`), then the
+request waits for a slot (:mod:`.admission`). Each Explain or Faithfulness call runs its
+computation in a worker thread whose value function is a target's Score calls; the RPC
+streams progress events while it runs, then the result. When the client cancels or its
+deadline passes, gRPC's termination callback stops the computation at its next checkpoint
+(:mod:`.interrupt`) and cancels the Score calls in flight, and the slot is released.
 """
 
 from __future__ import annotations
 
-import io
 import queue
 import threading
 import time
-from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from PIL import Image
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from multishap.v1 import common_pb2, explainer_pb2, explainer_pb2_grpc
 
+from .admission import Admission
 from .config import ExplainerConfig
-from .errors import InvalidArgument, NotFound, ResourceExhausted
+from .errors import NotFound, shown
 from .estimators import estimate_interactions
 from .explainers import multishap_scores, random_scores, shapley_scores
 from .faithfulness import macro_game_sii, synergistic_faithfulness, unimodal_faithfulness
+from .imaging import image_size
+from .interrupt import interruptible
 from .metrics import instance_metrics
-from .runtime import RunningServer, start_server
+from .readiness import ReadinessProbe
+from .request_checks import (
+    check_instance_fields,
+    check_players,
+    check_scores_match,
+    explain_options,
+    faithfulness_options,
+)
+from .runtime import RunningServer, annotate, bind_server
 from .targets import CallControl, Target
-from .validation import check_grid
 from .wire import matrix_to_proto
 
 EXPLAINER_SERVICE = explainer_pb2.DESCRIPTOR.services_by_name["Explainer"].full_name
-BUILT_IN_EXPLAINERS = ("multishap", "random", "shapley")
 Progress = Callable[[int, int], None]
+# Threads beyond the explanations running and waiting, so that health checks and
+# ListTargets always find one.
+SPARE_RPC_THREADS = 16
 
 
 class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
@@ -45,7 +55,9 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
         self.config = config
         self.limits = config.limits
         self.targets = {name: Target(t, self.limits.max_message_bytes) for name, t in config.targets.items()}
-        self._slots = threading.BoundedSemaphore(self.limits.max_concurrent_explanations)
+        self.admission = Admission(self.limits.max_concurrent_explanations, self.limits.max_queued_explanations,
+                                   self.limits.max_queue_wait_s)
+        self.readiness = ReadinessProbe(self.targets.values(), EXPLAINER_SERVICE, config.server.probe_interval_s)
         self.forward_passes = Counter(
             "multishap_forward_passes", "Coalitions scored by targets (model forward passes)",
             ["target"], registry=registry,
@@ -56,8 +68,12 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
         )
         self.in_progress = Gauge("multishap_explanations_in_progress", "Explain and Faithfulness calls running",
                                  registry=registry)
+        self.queued = Gauge("multishap_explanations_queued", "Explain and Faithfulness calls waiting for a slot",
+                            registry=registry)
+        self.queued.set_function(lambda: self.admission.waiting)
 
     def close(self) -> None:
+        self.readiness.close()
         for target in self.targets.values():
             target.close()
 
@@ -66,64 +82,42 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
     def _target(self, name: str) -> Target:
         if name not in self.targets:
             known = ", ".join(sorted(self.targets)) or "none configured"
-            raise NotFound(f"unknown target {name!r}; known targets: {known}")
+            raise NotFound(f"unknown target {shown(name)}; known targets: {known}")
+        annotate(target=name)
         return self.targets[name]
 
     def _check_instance(self, instance: common_pb2.Instance) -> None:
-        if not instance.text.strip():
-            raise InvalidArgument("the instance has no text: give the question, caption or prompt")
-        check_grid(instance.grid.rows, instance.grid.cols)
-        try:
-            with Image.open(io.BytesIO(instance.image)) as img:
-                width, height = img.size
-        except Exception as exc:  # noqa: BLE001 - any decoder failure is the caller's input
-            raise InvalidArgument(f"the image could not be decoded ({type(exc).__name__}: {exc})") from exc
-        if width * height > self.limits.max_image_pixels:
-            raise ResourceExhausted(
-                f"the image has {width}x{height} = {width * height} pixels, over this server's limit "
-                f"of {self.limits.max_image_pixels}"
-            )
+        check_instance_fields(instance, self.limits)
+        image_size(instance.image, self.limits.max_image_pixels)
 
-    def _budget(self, requested: int) -> int:
-        if requested < 1:
-            raise InvalidArgument("budget must be at least 1 coalition")
-        if requested > self.limits.max_budget:
-            raise ResourceExhausted(
-                f"budget {requested} is over this server's limit of {self.limits.max_budget} coalitions"
-            )
-        return requested
-
-    @contextmanager
-    def _slot(self, rpc: str):
-        if not self._slots.acquire(blocking=False):
-            raise ResourceExhausted(
-                f"the server is already running {self.limits.max_concurrent_explanations} explanations, "
-                "its limit; try again when one finishes"
-            )
-        self.in_progress.inc()
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.duration.labels(rpc=rpc).observe(time.perf_counter() - start)
-            self.in_progress.dec()
-            self._slots.release()
+    def _describe(self, target: Target, instance: common_pb2.Instance, control: CallControl):
+        """The target's players, refused when the game is over the player limits."""
+        players = target.describe(instance, control)
+        check_players(players.grid.rows * players.grid.cols, len(players.tokens), self.limits)
+        return players
 
     def _stream(self, context: grpc.ServicerContext, work: Callable[[CallControl, Progress], object]) -> Iterator:
-        """Run ``work`` in a thread; yield Progress messages, then its result."""
+        """Run ``work`` in a thread once a slot is free; yield Progress messages, then its result."""
         remaining = context.time_remaining()
         control = CallControl(None if remaining is None else time.monotonic() + remaining)
         context.add_callback(control.cancel)
+        with self.admission.slot(control.deadline, lambda: control.cancelled):
+            yield from self._run(control, work)
+
+    def _run(self, control: CallControl, work: Callable[[CallControl, Progress], object]) -> Iterator:
         events: queue.Queue = queue.Queue()
         start = time.monotonic()
 
         def run() -> None:
             try:
-                events.put(("done", work(control, lambda done, total: events.put(("progress", done, total)))))
+                with interruptible(control.check):
+                    result = work(control, lambda done, total: events.put(("progress", done, total)))
+                events.put(("done", result))
             except BaseException as exc:  # noqa: BLE001 - re-raised in the RPC thread
                 events.put(("error", exc))
 
         worker = threading.Thread(target=run, name="explain", daemon=True)
+        self.in_progress.inc()
         worker.start()
         try:
             while True:
@@ -142,19 +136,28 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
         finally:
             control.cancel()
             worker.join()
+            self.in_progress.dec()
 
     def _events(self, rpc: str, context, work, event_type, result_field: str) -> Iterator:
         """The RPC's stream: progress events, then one event carrying the result."""
-        with self._slot(rpc):
+        start = time.perf_counter()
+        try:
             for item in self._stream(context, work):
                 if isinstance(item, explainer_pb2.Progress):
                     yield event_type(progress=item)
                 else:
+                    annotate(evaluations=item.evaluations)
                     yield event_type(**{result_field: item})
+        finally:
+            self.duration.labels(rpc=rpc).observe(time.perf_counter() - start)
+
+    def _addresses(self, target: Target) -> list[str]:
+        """Adapter addresses, shown to clients only when the operator allows it."""
+        return list(target.config.addresses) if self.config.server.expose_addresses else []
 
     def _target_info(self, target: Target, players) -> explainer_pb2.TargetInfo:
         return explainer_pb2.TargetInfo(
-            name=target.name, addresses=target.config.addresses, model_id=players.model_id,
+            name=target.name, addresses=self._addresses(target), model_id=players.model_id,
             score_semantics=players.score_semantics, reachable=True,
         )
 
@@ -179,23 +182,23 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
         reply = explainer_pb2.ListTargetsResponse()
         for name in sorted(self.targets):
             target = self.targets[name]
-            reply.targets.add(name=name, addresses=target.config.addresses, reachable=_reachable(target))
+            reply.targets.add(name=name, addresses=self._addresses(target), reachable=target.reachable)
         return reply
 
     def Explain(self, request: explainer_pb2.ExplainRequest, context) -> Iterator[explainer_pb2.ExplainEvent]:
         target = self._target(request.target)
         self._check_instance(request.instance)
-        budget = self._budget(request.budget)
-        method, index = request.method or "auto", request.index or "SII"
+        options = explain_options(request.method, request.index, request.budget, self.limits)
 
         def work(control: CallControl, progress: Progress) -> explainer_pb2.Explanation:
             start = time.perf_counter()
-            players = target.describe(request.instance, control)
+            players = self._describe(target, request.instance, control)
             m, n = players.grid.rows * players.grid.cols, len(players.tokens)
             value_fn = self._value_function(target, request.instance, m + n, control, dry_run=request.dry_run)
             try:
-                est = estimate_interactions(value_fn, m, n, method=method, budget=budget, seed=request.seed,
-                                            index=index, max_batch=self._estimator_batch(target), progress=progress)
+                est = estimate_interactions(value_fn, m, n, method=options.method, budget=options.budget,
+                                            seed=request.seed, index=options.index,
+                                            max_batch=self._estimator_batch(target), progress=progress)
             finally:
                 value_fn.close()
             im = instance_metrics(est.phi)
@@ -208,8 +211,8 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
                 v_full=est.v_full, v_empty=est.v_empty, v_image_only=est.v_image_only,
                 v_text_only=est.v_text_only, modality_interaction=est.modality_interaction,
                 evaluations=est.evaluations, seconds=time.perf_counter() - start, seed=request.seed,
-                method=est.method, index=est.index, budget=budget, target=self._target_info(target, players),
-                usage=value_fn.usage, dry_run=request.dry_run,
+                method=est.method, index=est.index, budget=options.budget,
+                target=self._target_info(target, players), usage=value_fn.usage, dry_run=request.dry_run,
             )
 
         yield from self._events("Explain", context, work, explainer_pb2.ExplainEvent, "explanation")
@@ -217,18 +220,14 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
     def Faithfulness(self, request: explainer_pb2.FaithfulnessRequest, context) -> Iterator[explainer_pb2.FaithfulnessEvent]:
         target = self._target(request.target)
         self._check_instance(request.instance)
-        given = bool(request.patch_scores or request.token_scores)
-        explainer = request.explainer or "multishap"
-        if not given and explainer not in BUILT_IN_EXPLAINERS:
-            raise InvalidArgument(f"explainer must be one of {BUILT_IN_EXPLAINERS}, or give patch and token scores")
-        budget = self._budget(request.budget or self.limits.default_budget)
-        steps, chunks = request.steps or 10, request.chunks or 6
-        eps = request.eps or 0.05
+        options = faithfulness_options(request, self.limits)
 
         def work(control: CallControl, progress: Progress) -> explainer_pb2.FaithfulnessResult:
             start = time.perf_counter()
-            players = target.describe(request.instance, control)
+            players = self._describe(target, request.instance, control)
             m, n = players.grid.rows * players.grid.cols, len(players.tokens)
+            if not options.explainer:
+                check_scores_match(request.patch_scores, request.token_scores, m, n)
             scored = [0]
 
             def tally(count: int) -> None:
@@ -236,18 +235,19 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
 
             value_fn = self._value_function(target, request.instance, m + n, control, tally)
             try:
-                if given:
+                if not options.explainer:
                     a, b = list(request.patch_scores), list(request.token_scores)
-                elif explainer == "random":
+                elif options.explainer == "random":
                     a, b = random_scores(m, n, request.seed)
                 else:
-                    est = estimate_interactions(value_fn, m, n, budget=budget, seed=request.seed,
+                    est = estimate_interactions(value_fn, m, n, budget=options.budget, seed=request.seed,
                                                 max_batch=self._estimator_batch(target), progress=progress)
-                    a, b = multishap_scores(est.phi) if explainer == "multishap" else shapley_scores(est.shapley, m)
-                fs = synergistic_faithfulness(value_fn, m, n, a, b, steps=steps, eps=eps)
-                uf = unimodal_faithfulness(value_fn, m, n, a, b, steps=steps, eps=eps)
-                ms = macro_game_sii(value_fn, m, n, a, b, steps=steps, chunks=chunks, seed=request.seed) \
-                    if request.macro_game else None
+                    a, b = multishap_scores(est.phi) if options.explainer == "multishap" else (
+                        shapley_scores(est.shapley, m))
+                fs = synergistic_faithfulness(value_fn, m, n, a, b, steps=options.steps, eps=options.eps)
+                uf = unimodal_faithfulness(value_fn, m, n, a, b, steps=options.steps, eps=options.eps)
+                ms = macro_game_sii(value_fn, m, n, a, b, steps=options.steps, chunks=options.chunks,
+                                    seed=request.seed) if request.macro_game else None
             finally:
                 value_fn.close()
             return explainer_pb2.FaithfulnessResult(
@@ -267,37 +267,24 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
         yield from self._events("Faithfulness", context, work, explainer_pb2.FaithfulnessEvent, "result")
 
 
-def _reachable(target: Target, timeout: float = 1.0) -> bool:
-    """Whether any replica answers a health check."""
-    for address in target.config.addresses:
-        with grpc.insecure_channel(address) as channel:
-            try:
-                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
-            except grpc.RpcError:
-                continue
-            if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                return True
-    return False
-
-
 def serve_explainer(
     config: ExplainerConfig,
     host: str = "127.0.0.1",
     port: int = 0,
     metrics_port: Optional[int] = 0,
-    max_workers: int = 32,
 ) -> tuple[RunningServer, ExplainerServicer]:
-    """Start the Explainer server; port 0 picks a free port."""
+    """Start the Explainer server; port 0 picks a free port. The RPC thread pool holds every
+    explanation running or waiting, plus spares for health checks and ListTargets."""
     registry = CollectorRegistry()
-    servicer = ExplainerServicer(config, registry)
-    running = start_server(
-        lambda server: explainer_pb2_grpc.add_ExplainerServicer_to_server(servicer, server),
-        [EXPLAINER_SERVICE],
-        registry,
-        host=host,
-        port=port,
-        metrics_port=metrics_port,
-        max_workers=max_workers,
-        max_message_bytes=config.limits.max_message_bytes,
-    )
+    limits = config.limits
+    workers = limits.max_concurrent_explanations + limits.max_queued_explanations + SPARE_RPC_THREADS
+    bound = bind_server(registry, host, port, metrics_port, workers, limits.max_message_bytes)
+    try:
+        servicer = ExplainerServicer(config, registry)
+    except BaseException:
+        bound.close()
+        raise
+    running = bound.start(lambda server: explainer_pb2_grpc.add_ExplainerServicer_to_server(servicer, server),
+                          [EXPLAINER_SERVICE])
+    servicer.readiness.attach(running.health)
     return running, servicer

@@ -1,42 +1,141 @@
 """Server plumbing shared by the explainer and every adapter.
 
-One interceptor maps exceptions to status codes (ServiceError -> its code, ValueError ->
-INVALID_ARGUMENT, anything else -> INTERNAL with no traceback), and counts them; every
-server also serves grpc.health.v1, server reflection and Prometheus ``/metrics`` from a
-registry of its own (so several servers can share one process, as in tests and the demo).
+One interceptor turns whatever a handler raises into a status (ServiceError -> its code,
+ValueError -> INVALID_ARGUMENT, anything else -> INTERNAL with an incident id), refuses
+requests that are not valid protobuf with INVALID_ARGUMENT before they reach a handler,
+counts every refusal in ``multishap_rpc_errors_total``, caps every message it sends, and
+writes one structured log line per RPC. Servers are bound before anything slow happens
+(:func:`bind_server`), so a taken port fails at once; every server also serves
+grpc.health.v1, server reflection and Prometheus ``/metrics`` (with process metrics) from
+a registry of its own, so several servers can share one process, as in tests and the demo.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from concurrent import futures
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from grpc_status import rpc_status
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 
-from .errors import ServiceError
+from .errors import ServiceError, UndecodableRequest
 
 log = logging.getLogger("multishap")
+
+# Longest message a reply carries (a sentence, never a dump).
+MAX_DETAILS_CHARS = 400
+# Methods whose successful calls are logged at DEBUG only (probes run every few seconds).
+_QUIET = {"Check", "Watch"}
+
+
+class _Undecodable:
+    """What the interceptor's deserializer returns for bytes that are not the request message."""
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and caller-safe message for an exception raised by a handler."""
     if isinstance(exc, ServiceError):
-        return exc.code, str(exc)
+        return exc.code, _capped(str(exc))
     if isinstance(exc, ValueError):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+        return grpc.StatusCode.INVALID_ARGUMENT, _capped(str(exc))
     incident = uuid.uuid4().hex[:12]
-    log.exception("internal error %s", incident)
+    _TRACEBACKS.log(f"internal error {incident}", exc)
     return grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); the server log has the details"
 
 
+def _capped(message: str) -> str:
+    return message if len(message) <= MAX_DETAILS_CHARS else message[: MAX_DETAILS_CHARS - 1] + "…"
+
+
+class _RateLimitedTracebacks:
+    """Logs at most ``burst`` tracebacks per ``period`` seconds; the rest as one counted line."""
+
+    def __init__(self, burst: int = 5, period: float = 60.0) -> None:
+        self._burst, self._period = burst, period
+        self._window_start, self._count, self._suppressed = 0.0, 0, 0
+        self._lock = threading.Lock()
+
+    def log(self, message: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._window_start > self._period:
+                suppressed, self._suppressed = self._suppressed, 0
+                self._window_start, self._count = now, 0
+                if suppressed:
+                    log.error("%d more internal errors in the last %.0f s (tracebacks suppressed)",
+                              suppressed, self._period)
+            self._count += 1
+            detailed = self._count <= self._burst
+            if not detailed:
+                self._suppressed += 1
+        if detailed:
+            log.error(message, exc_info=(type(exc), exc, exc.__traceback__))
+        else:
+            log.error("%s (traceback suppressed: %s)", message, type(exc).__name__)
+
+
+_TRACEBACKS = _RateLimitedTracebacks()
+
+
+@dataclass
+class RpcRecord:
+    """What the log line of one RPC says beyond method, status and duration."""
+
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+_current: ContextVar[Optional[RpcRecord]] = ContextVar("multishap_rpc_record", default=None)
+
+
+def annotate(**values: Any) -> None:
+    """Add fields (target, evaluations, ...) to the log line of the RPC this thread is serving."""
+    record = _current.get()
+    if record is not None:
+        record.fields.update(values)
+
+
+def _log_line(method: str, code: grpc.StatusCode, seconds: float, record: RpcRecord, details: str = "") -> None:
+    parts = [f"rpc method={method}", f"code={code.name}", f"seconds={seconds:.3f}"]
+    parts += [f"{k}={v}" for k, v in record.fields.items()]
+    if details:
+        parts.append(f"details={details[:160]!r}")
+    level = logging.DEBUG if method in _QUIET and code == grpc.StatusCode.OK else logging.INFO
+    log.log(level, " ".join(parts))
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, exc: BaseException) -> None:
+    """Abort the RPC; overload refusals carry google.rpc.RetryInfo with the pushback delay."""
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is None:
+        context.abort(code, message)
+    detail = any_pb2.Any()
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(int(retry_after * 1e9))
+    detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    context.abort_with_status(rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message,
+                                                                     details=[detail])))
+
+
 class ExceptionInterceptor(grpc.ServerInterceptor):
-    """Turns handler exceptions into gRPC statuses and counts errors by code."""
+    """Turns handler exceptions into gRPC statuses, counts and logs every RPC's outcome."""
 
     def __init__(self, errors: Counter) -> None:
         self._errors = errors
@@ -46,46 +145,94 @@ class ExceptionInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method.rsplit("/", 1)[-1]
+        deserializer = _tolerant(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
 
-    def _fail(self, context: grpc.ServicerContext, method: str, exc: BaseException) -> None:
+    def _refused(self, context, method: str, exc: BaseException, start: float, record: RpcRecord) -> None:
         code, message = status_of(exc)
         self._errors.labels(method=method, code=code.name).inc()
-        context.abort(code, message)
+        _log_line(method, code, time.perf_counter() - start, record, message)
+        _abort(context, code, message, exc)
+
+    def _ended(self, context, method: str, start: float, record: RpcRecord) -> None:
+        """Log an RPC that returned normally, or that its client ended (cancel, deadline)."""
+        code = grpc.StatusCode.OK if context.is_active() else _client_end(context)
+        if code != grpc.StatusCode.OK:
+            self._errors.labels(method=method, code=code.name).inc()
+        _log_line(method, code, time.perf_counter() - start, record)
+
+    def _start(self, request, method: str) -> tuple[float, RpcRecord]:
+        record = RpcRecord()
+        _current.set(record)
+        if isinstance(request, _Undecodable):
+            raise UndecodableRequest(method)
+        return time.perf_counter(), record
 
     def _wrap_unary(self, fn: Callable, method: str) -> Callable:
         def wrapped(request, context):
+            start, record = time.perf_counter(), RpcRecord()
             try:
-                return fn(request, context)
+                start, record = self._start(request, method)
+                reply = fn(request, context)
             except Exception as exc:  # noqa: BLE001 - every error becomes a status
                 if isinstance(exc, grpc.RpcError) and context.code() is not None:
                     raise
-                self._fail(context, method, exc)
+                self._refused(context, method, exc, start, record)
+            self._ended(context, method, start, record)
+            return reply
 
         return wrapped
 
     def _wrap_stream(self, fn: Callable, method: str) -> Callable:
         def wrapped(request, context):
+            start, record = time.perf_counter(), RpcRecord()
             try:
-                yield from fn(request, context)
+                start, record = self._start(request, method)
+                for reply in fn(request, context):
+                    _current.set(record)
+                    yield reply
+            except GeneratorExit:
+                self._ended(context, method, start, record)
+                raise
             except Exception as exc:  # noqa: BLE001 - every error becomes a status
                 if isinstance(exc, grpc.RpcError) and context.code() is not None:
                     raise
-                self._fail(context, method, exc)
+                self._refused(context, method, exc, start, record)
+            self._ended(context, method, start, record)
 
         return wrapped
+
+
+def _client_end(context: grpc.ServicerContext) -> grpc.StatusCode:
+    """DEADLINE_EXCEEDED when the RPC's deadline has passed, else CANCELLED (by the client)."""
+    remaining = context.time_remaining()
+    return grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else grpc.StatusCode.CANCELLED
+
+
+def _tolerant(deserializer: Optional[Callable[[bytes], Any]]) -> Optional[Callable[[bytes], Any]]:
+    """``deserializer`` that returns an :class:`_Undecodable` instead of raising on garbage."""
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:  # noqa: BLE001 - any decode failure is the caller's bytes
+            return _Undecodable()
+
+    return deserialize
 
 
 @dataclass
@@ -104,6 +251,7 @@ class RunningServer:
         return f"127.0.0.1:{self.port}"
 
     def stop(self, grace: Optional[float] = None) -> None:
+        """Refuse new RPCs, give those in flight ``grace`` seconds, then cancel them."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
         if self._http is not None:
@@ -112,6 +260,77 @@ class RunningServer:
 
     def wait(self) -> None:
         self.server.wait_for_termination()
+
+
+@dataclass
+class BoundServer:
+    """A gRPC server whose ports are bound but that serves nothing yet (see :func:`bind_server`)."""
+
+    server: grpc.Server
+    port: int
+    metrics_port: Optional[int]
+    registry: CollectorRegistry
+    _http: Optional[object] = field(default=None, repr=False)
+
+    def start(self, register: Callable[[grpc.Server], None], service_names: Iterable[str]) -> RunningServer:
+        """Register the services, health and reflection, and start serving."""
+        register(self.server)
+        health_servicer = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.server)
+        names = list(service_names)
+        for name in names + [""]:
+            health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        reflection.enable_server_reflection(names + [reflection.SERVICE_NAME, health.SERVICE_NAME], self.server)
+        self.server.start()
+        return RunningServer(self.server, self.port, self.metrics_port, self.registry, health_servicer, self._http)
+
+    def close(self) -> None:
+        """Release the ports of a server that was never started."""
+        self.server.stop(None)
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+
+
+def bind_server(
+    registry: CollectorRegistry,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    metrics_port: Optional[int] = 0,
+    max_workers: int = 16,
+    max_message_bytes: int = 64 * 1024 * 1024,
+) -> BoundServer:
+    """Bind the gRPC port (exclusively: no SO_REUSEPORT sharing with another process) and the
+    /metrics port (unless None); OSError naming the address when one is taken. Port 0 picks
+    a free port."""
+    errors = Counter("multishap_rpc_errors", "RPCs that ended in an error, by method and status code",
+                     ["method", "code"], registry=registry)
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        collector(registry=registry)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        interceptors=[ExceptionInterceptor(errors)],
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise OSError(f"could not listen on {host}:{port} (is the port in use?)")
+    http, metrics_bound = None, None
+    if metrics_port is not None:
+        try:
+            http, _ = start_http_server(metrics_port, addr=host, registry=registry)
+        except OSError as err:
+            server.stop(None)
+            raise OSError(f"could not serve /metrics on {host}:{metrics_port}: {err.strerror}") from None
+        metrics_bound = http.server_port
+    return BoundServer(server, bound, metrics_bound, registry, http)
 
 
 def start_server(
@@ -124,31 +343,6 @@ def start_server(
     max_workers: int = 16,
     max_message_bytes: int = 64 * 1024 * 1024,
 ) -> RunningServer:
-    """Start a server with the interceptor, health, reflection and (unless metrics_port is
-    None) a /metrics HTTP endpoint; port 0 picks a free port."""
-    errors = Counter("multishap_rpc_errors", "RPCs that ended in an error, by method and status code",
-                     ["method", "code"], registry=registry)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers),
-        interceptors=[ExceptionInterceptor(errors)],
-        options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-        ],
-    )
-    register(server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = list(service_names)
-    for name in names + [""]:
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(names + [reflection.SERVICE_NAME, health.SERVICE_NAME], server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(f"could not listen on {host}:{port}")
-    server.start()
-    http, metrics_bound = None, None
-    if metrics_port is not None:
-        http, _ = start_http_server(metrics_port, addr=host, registry=registry)
-        metrics_bound = http.server_port
-    return RunningServer(server, bound, metrics_bound, registry, health_servicer, http)
+    """Bind and start in one step (for servers with nothing slow to do in between)."""
+    bound = bind_server(registry, host, port, metrics_port, max_workers, max_message_bytes)
+    return bound.start(register, service_names)

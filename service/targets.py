@@ -11,6 +11,7 @@ its deadline passes, cancelling the calls still in flight.
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
 import uuid
@@ -20,6 +21,7 @@ from typing import Callable, Iterator, Optional
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from multishap.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
@@ -41,6 +43,8 @@ from .wire import add_usage, pack_coalitions, unpack_values
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
 SCORE_PATH = "/multishap.v1.Scorer/Score"
 _PASS_OVER_S = 1.0
+# Characters of an adapter's own message passed on inside ours.
+_ADAPTER_DETAILS_CHARS = 200
 # A target's own credential and configuration errors reach the caller with their codes.
 _PASSED_THROUGH = {
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
@@ -112,6 +116,8 @@ class Target:
             "Score": [c.unary_unary(SCORE_PATH, response_deserializer=scorer_pb2.ScoreResponse.FromString)
                       for c in self._channels],
         }
+        self._health = [health_pb2_grpc.HealthStub(c).Check for c in self._channels]
+        self.reachable = False  # set by probe()
         self._turn = itertools.count()
         self._passed_over = [0.0] * len(self._channels)
         self._lock = threading.Lock()
@@ -149,16 +155,31 @@ class Target:
                 if code in RETRYABLE:
                     with self._lock:
                         self._passed_over[i] = time.monotonic() + _PASS_OVER_S
-                    failures.append(f"{self.config.addresses[i]}: {code.name} {err.details()}")
+                    failures.append(f"replica {i + 1}: {code.name} {_details(err, self.config.addresses)}")
                     continue
                 raise self._translate(err) from None
         control.check()
         raise Unavailable(
-            f"target {self.name!r} is unavailable: no replica answered ({'; '.join(failures)})"
+            f"target {self.name!r} is unavailable: none of its {len(self._channels)} replicas answered "
+            f"({'; '.join(failures)})"
         )
 
+    def probe(self, timeout: float = 1.0) -> bool:
+        """Whether any replica answers a health check with SERVING; kept in ``reachable``."""
+        reachable = False
+        for check in self._health:
+            try:
+                reply = check(health_pb2.HealthCheckRequest(), timeout=timeout)
+            except grpc.RpcError:
+                continue
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                reachable = True
+                break
+        self.reachable = reachable
+        return reachable
+
     def _translate(self, err: grpc.RpcError) -> ServiceError:
-        code, details = err.code(), err.details()
+        code, details = err.code(), _details(err, self.config.addresses)
         if code == grpc.StatusCode.INVALID_ARGUMENT:
             return InvalidArgument(f"target {self.name!r} refused the instance: {details}")
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -182,6 +203,19 @@ class Target:
     ) -> "RemoteValueFunction":
         """The estimators' value_fn over this target's Score calls."""
         return RemoteValueFunction(self, instance, num_players, control, on_scored, dry_run)
+
+
+# Peer addresses as gRPC's transport errors write them ("ipv4:10.0.0.5:50051", "ipv6:[::1]:50051").
+_PEER = re.compile(r"\b(?:ipv4|ipv6|unix|unix-abstract|dns):\S*?(?=[\s),;]|$)")
+
+
+def _details(err: grpc.RpcError, addresses: tuple[str, ...]) -> str:
+    """An adapter's or the transport's error message, capped and without replica addresses
+    (those stay server-side): it is quoted inside ours."""
+    details = _PEER.sub("<replica>", err.details() or "")
+    for address in addresses:
+        details = details.replace(address, "<replica>")
+    return details if len(details) <= _ADAPTER_DETAILS_CHARS else details[: _ADAPTER_DETAILS_CHARS - 1] + "…"
 
 
 class RemoteValueFunction:

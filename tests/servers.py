@@ -11,7 +11,7 @@ import numpy as np
 from images import png
 from multishap.adapters.server import serve_adapter
 from multishap.adapters.synthetic.backend import SyntheticBackend
-from multishap.service.config import ExplainerConfig, Limits, TargetConfig
+from multishap.service.config import ExplainerConfig, Limits, ServerSettings, TargetConfig
 from multishap.service.explainer import serve_explainer
 from multishap.v1 import common_pb2, explainer_pb2_grpc
 
@@ -56,10 +56,11 @@ def adapters(*backends):
 
 
 @contextmanager
-def explainer(targets: dict[str, list[str]], limits: Limits = Limits(), **target_options):
+def explainer(targets: dict[str, list[str]], limits: Limits = Limits(), server: ServerSettings = ServerSettings(),
+              **target_options):
     config = ExplainerConfig(
         targets={name: TargetConfig(name, tuple(addrs), **target_options) for name, addrs in targets.items()},
-        limits=limits,
+        limits=limits, server=server,
     )
     running, servicer = serve_explainer(config)
     channel = grpc.insecure_channel(running.address)

@@ -26,7 +26,7 @@ def test_environment_overrides_the_file(tmp_path):
     [
         ('[targets.a]\naddresses = []\n', "non-empty list of addresses"),
         ('[targets.a]\naddresses = ["h:1"]\nspeed = 3\n', "unknown settings"),
-        ('[limits]\nmax_budgt = 3\n', "unknown limits"),
+        ('[limits]\nmax_budgt = 3\n', "unknown settings"),
         ('[target.a]\n', "unknown sections"),
     ],
 )

@@ -11,7 +11,7 @@ import pytest
 from images import png
 from multishap.adapters.synthetic.backend import SyntheticBackend
 from multishap.adapters.synthetic.games import make_game
-from multishap.service.config import Limits
+from multishap.service.config import Limits, ServerSettings
 from multishap.service.estimators import estimate_interactions
 from multishap.service.wire import matrix_from_proto
 from multishap.v1 import common_pb2, explainer_pb2
@@ -88,10 +88,15 @@ def test_metrics_count_the_evaluations_reported(service):
     assert "multishap_explain_seconds_bucket" in page and "multishap_explanations_in_progress" in page
 
 
-def test_list_targets(service):
+def test_list_targets_keeps_addresses_server_side_unless_the_operator_shows_them(service):
     a, _, stub = service
     reply = stub.ListTargets(explainer_pb2.ListTargetsRequest(), timeout=10)
-    assert [(t.name, list(t.addresses), t.reachable) for t in reply.targets] == [("syn", [a.address], True)]
+    assert [(t.name, list(t.addresses), t.reachable) for t in reply.targets] == [("syn", [], True)]
+    assert list(explain(stub, budget=500).target.addresses) == []
+    with explainer({"syn": [a.address]}, server=ServerSettings(expose_addresses=True)) as (_, shown, _):
+        reply = shown.ListTargets(explainer_pb2.ListTargetsRequest(), timeout=10)
+        assert [(t.name, list(t.addresses)) for t in reply.targets] == [("syn", [a.address])]
+        assert list(explain(shown, budget=500).target.addresses) == [a.address]
 
 
 @pytest.mark.parametrize(
@@ -101,10 +106,12 @@ def test_list_targets(service):
         ("syn", instance(image=b"\x89PNG broken"), 100, grpc.StatusCode.INVALID_ARGUMENT, "image could not be decoded"),
         ("syn", instance(grid=common_pb2.Grid(rows=0, cols=3)), 100, grpc.StatusCode.INVALID_ARGUMENT, "at least 1 row"),
         ("syn", instance(text="  "), 100, grpc.StatusCode.INVALID_ARGUMENT, "no text"),
-        ("syn", instance(), 0, grpc.StatusCode.INVALID_ARGUMENT, "budget must be at least 1"),
-        ("syn", instance(), 10**9, grpc.StatusCode.RESOURCE_EXHAUSTED, "over this server's limit of 200000"),
-        ("syn", instance(grid=common_pb2.Grid(rows=100, cols=3)), 3000, grpc.StatusCode.INVALID_ARGUMENT,
-         "target 'syn' refused the instance: the patch grid 100x3 is larger"),
+        ("syn", instance(), 10**9, grpc.StatusCode.RESOURCE_EXHAUSTED,
+         "budget 1000000000 is over this server's limit max_budget = 200000"),
+        ("syn", instance(grid=common_pb2.Grid(rows=100, cols=3)), 3000, grpc.StatusCode.RESOURCE_EXHAUSTED,
+         "side of 100 is over this server's limit max_grid_side = 32"),
+        ("syn", instance(grid=common_pb2.Grid(rows=30, cols=3)), 3000, grpc.StatusCode.INVALID_ARGUMENT,
+         "target 'syn' refused the instance: the patch grid 30x3 is larger"),
         ("syn", instance(family="nope"), 3000, grpc.StatusCode.INVALID_ARGUMENT, "unknown game family"),
     ],
 )
@@ -132,18 +139,24 @@ def test_nan_from_an_adapter_is_a_clear_error():
         assert "target 'bad' returned NaN or infinity" in err.value.details()
 
 
+def test_budget_zero_is_the_servers_default(service):
+    _, _, stub = service
+    exp = explain(stub, budget=0)
+    assert exp.budget == Limits().default_budget and exp.evaluations <= Limits().default_budget
+
+
 def test_image_pixel_and_concurrency_limits():
-    limits = Limits(max_image_pixels=500, max_concurrent_explanations=1)
+    limits = Limits(max_image_pixels=500, max_concurrent_explanations=1, max_queued_explanations=0)
     with adapters(SlowBackend(0.05)) as (a,), explainer({"syn": [a.address]}, limits=limits, max_batch=64) as (_, stub, _):
         with pytest.raises(grpc.RpcError) as err:
             explain(stub, inst=instance(image=png(32, 24)))
-        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "over this server's limit of 500" in err.value.details()
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit max_image_pixels = 500" in err.value.details()
         small = instance(image=png(20, 20))
         first = stub.Explain(explainer_pb2.ExplainRequest(target="syn", instance=small, budget=3000), timeout=60)
         next(first)
         with pytest.raises(grpc.RpcError) as err:
             explain(stub, inst=small, budget=100)
-        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "already running 1 explanations" in err.value.details()
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "the server is busy" in err.value.details()
         first.cancel()
 
 
@@ -198,7 +211,8 @@ def test_all_replicas_down_is_unavailable():
         with pytest.raises(grpc.RpcError) as err:
             explain(stub)
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert "target 'syn' is unavailable: no replica answered" in err.value.details()
+        assert "target 'syn' is unavailable: none of its 1 replicas answered" in err.value.details()
+        assert address not in err.value.details()
 
 
 def test_faithfulness_rpc_matches_the_library(service):
@@ -218,4 +232,5 @@ def test_faithfulness_rpc_matches_the_library(service):
     with pytest.raises(grpc.RpcError) as err:
         list(stub.Faithfulness(explainer_pb2.FaithfulnessRequest(target="syn", instance=instance(),
                                                                  patch_scores=[1.0], token_scores=b), timeout=60))
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "patch_scores must be" in err.value.details()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "the instance has 9 patches and 6 tokens, but the request gives 1 patch scores" in err.value.details()

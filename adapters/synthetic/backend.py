@@ -13,7 +13,7 @@ import hashlib
 import numpy as np
 
 from multishap.adapters.base import DecodedInstance, PreparedInstance, ScoringBackend
-from multishap.service.errors import InvalidArgument
+from multishap.service.errors import InvalidArgument, shown
 
 from .games import FAMILIES, make_game
 
@@ -25,6 +25,7 @@ class SyntheticBackend(ScoringBackend):
 
     model_id = "multishap/synthetic"
     score_semantics = "synthetic game value (closed-form truth where the family has one)"
+    parameters = {"family": f"game family: {', '.join(FAMILIES)}", "seed": "the game's seed, a whole number"}
 
     def prepare(self, instance: DecodedInstance) -> PreparedInstance:
         tokens = instance.text.split()
@@ -32,14 +33,14 @@ class SyntheticBackend(ScoringBackend):
             raise InvalidArgument("the text has no words: the synthetic game needs at least one token")
         family = instance.parameters.get("family", DEFAULT_FAMILY)
         if family not in FAMILIES:
-            raise InvalidArgument(f"unknown game family {family!r}; choose one of {', '.join(FAMILIES)}")
+            raise InvalidArgument(f"unknown game family {shown(family)}; choose one of {', '.join(FAMILIES)}")
         seed_text = instance.parameters.get("seed")
         if seed_text is None:
             seed = int.from_bytes(hashlib.sha256(instance.key.encode()).digest()[:4], "big")
-        elif seed_text.isdigit():
+        elif seed_text.isascii() and seed_text.isdigit():
             seed = int(seed_text)
         else:
-            raise InvalidArgument(f"parameter seed must be a non-negative integer; got {seed_text!r}")
+            raise InvalidArgument(f"parameter seed must be a non-negative integer; got {shown(seed_text)}")
         game = make_game(family, instance.rows * instance.cols, len(tokens), seed)
         return PreparedInstance(instance, tokens, truth=game.interactions("SII"), state=game)
 

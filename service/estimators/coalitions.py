@@ -13,6 +13,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..interrupt import checkpoint
+
 ValueFunction = Callable[[np.ndarray], np.ndarray]
 ProgressCallback = Callable[[int, int], None]
 
@@ -67,6 +69,7 @@ class CoalitionStore:
         Raises :class:`BudgetExhausted`, registering nothing, when the new distinct
         coalitions would not fit in the remaining budget.
         """
+        checkpoint()
         masks = np.ascontiguousarray(masks, dtype=bool)
         keys = self._keys(masks)
         new = [k for k in dict.fromkeys(keys) if k not in self._ids]
@@ -108,6 +111,7 @@ class CoalitionStore:
             grown[: self._evaluated] = self._values[: self._evaluated]
             self._values = grown
         while self._evaluated < total:
+            checkpoint()
             stop = min(self._evaluated + self.max_batch, total)
             batch = np.stack(self._masks[self._evaluated : stop])
             self._values[self._evaluated : stop] = self._call(batch)

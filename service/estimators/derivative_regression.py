@@ -38,6 +38,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..interrupt import checkpoint
 from .anchors import anchor_values, register_anchors
 from .coalitions import BudgetExhausted, CoalitionStore, ProgressCallback, ValueFunction
 from .regression import standard_errors, weighted_least_squares
@@ -155,6 +156,7 @@ def _sample_bases(
     draw = 0
     idle = 0
     while store.remaining > 0 and idle < _MAX_IDLE_DRAWS:
+        checkpoint()
         q = design.probabilities()
         if q.sum() == 0:
             break

@@ -6,6 +6,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..interrupt import checkpoint
 from .coalitions import ProgressCallback, ValueFunction, check_values
 from .result import InteractionEstimate
 from .weights import bii_weights, shapley_weights, sii_weights
@@ -57,6 +58,7 @@ def exact_estimate(
         masks = ((ints[:, None] >> bits) & 1).astype(bool)
         v = np.empty(len(ints))
         for b in range(0, len(ints), max_batch):
+            checkpoint()
             rows = masks[b : b + max_batch]
             v[b : b + max_batch] = check_values(value_fn(rows), len(rows))
             done += len(rows)

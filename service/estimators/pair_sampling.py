@@ -17,6 +17,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..interrupt import checkpoint
 from .anchors import anchor_values, register_anchors
 from .coalitions import BudgetExhausted, CoalitionStore, ProgressCallback, ValueFunction
 from .result import InteractionEstimate
@@ -87,6 +88,7 @@ def pair_sampling_estimate(
     count = np.zeros((m, n))
     deltas = []
     for pats, toks, ids in steps:
+        checkpoint()
         k, l = len(pats), len(toks)
         v = values[ids]
         delta = v[1 + k + l :].reshape(k, l) - v[1 : 1 + k, None] - v[None, 1 + k : 1 + k + l] + v[0]
