@@ -10,7 +10,7 @@ from multishap.service.config import Limits
 from multishap.service.runtime import RunningServer, bind_server
 from multishap.v1 import scorer_pb2, scorer_pb2_grpc
 
-from .base import ScorerServicer, ScoringBackend
+from .base import DEFAULT_CACHE_BYTES, ScorerServicer, ScoringBackend
 
 SCORER_SERVICE = scorer_pb2.DESCRIPTOR.services_by_name["Scorer"].full_name
 
@@ -22,6 +22,7 @@ def serve_adapter(
     metrics_port: Optional[int] = 0,
     max_workers: int = 16,
     limits: Limits = Limits(),
+    cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> tuple[RunningServer, ScorerServicer]:
     """Start a Scorer server for ``backend``; port 0 picks a free port.
 
@@ -32,7 +33,7 @@ def serve_adapter(
     bound = bind_server(registry, host, port, metrics_port, max_workers, limits.max_message_bytes)
     try:
         built = backend if isinstance(backend, ScoringBackend) else backend()
-        servicer = ScorerServicer(built, registry, limits)
+        servicer = ScorerServicer(built, registry, limits, cache_bytes=cache_bytes)
     except BaseException:
         bound.close()
         raise

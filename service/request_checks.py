@@ -22,8 +22,8 @@ MAX_TEXT_MASK_CHARS = 64
 MAX_BLUR_RADIUS = 1000.0
 
 
-def _over(what: str, value: int, key: str, limit: int) -> ResourceExhausted:
-    return ResourceExhausted(f"{what} {value} is over this server's limit {key} = {limit}")
+def _over(subject: str, key: str, limit: int) -> ResourceExhausted:
+    return ResourceExhausted(f"{subject}, over this server's limit {key} = {limit}")
 
 
 def check_grid(grid: common_pb2.Grid, limits: Limits) -> None:
@@ -32,10 +32,10 @@ def check_grid(grid: common_pb2.Grid, limits: Limits) -> None:
     if rows < 1 or cols < 1:
         raise InvalidArgument(f"the patch grid must have at least 1 row and 1 column; got {rows}x{cols}")
     if max(rows, cols) > limits.max_grid_side:
-        raise _over(f"the patch grid {rows}x{cols} has a side of", max(rows, cols), "max_grid_side",
+        raise _over(f"the patch grid {rows}x{cols} has a side of {max(rows, cols)}", "max_grid_side",
                     limits.max_grid_side)
     if rows * cols > limits.max_patches:
-        raise _over(f"the patch grid {rows}x{cols} has", rows * cols, "max_patches", limits.max_patches)
+        raise _over(f"the patch grid {rows}x{cols} has {rows * cols} patches", "max_patches", limits.max_patches)
 
 
 def check_instance_fields(instance: common_pb2.Instance, limits: Limits) -> None:
@@ -43,14 +43,15 @@ def check_instance_fields(instance: common_pb2.Instance, limits: Limits) -> None
     if not instance.text.strip():
         raise InvalidArgument("the instance has no text: give the question, caption or prompt")
     if len(instance.text) > limits.max_text_chars:
-        raise _over("the text has", len(instance.text), "max_text_chars", limits.max_text_chars)
+        raise _over(f"the text has {len(instance.text)} characters", "max_text_chars", limits.max_text_chars)
     if len(instance.target) > limits.max_text_chars:
-        raise _over("the target answer has", len(instance.target), "max_text_chars", limits.max_text_chars)
+        raise _over(f"the target answer has {len(instance.target)} characters", "max_text_chars",
+                    limits.max_text_chars)
     check_grid(instance.grid, limits)
     _check_masking(instance.masking)
     params = instance.parameters
     if len(params) > limits.max_parameters:
-        raise _over("the instance has", len(params), "max_parameters", limits.max_parameters)
+        raise _over(f"the instance has {len(params)} parameters", "max_parameters", limits.max_parameters)
     for key, value in params.items():
         if len(key) > MAX_PARAMETER_CHARS or len(value) > MAX_PARAMETER_CHARS:
             raise InvalidArgument(f"parameter {shown(key)} is too long: keys and values hold at most "
@@ -71,10 +72,10 @@ def _check_masking(masking: common_pb2.MaskingOptions) -> None:
 def check_players(num_patches: int, num_tokens: int, limits: Limits) -> None:
     """The described game's size: tokens at most max_tokens, players at most max_players."""
     if num_tokens > limits.max_tokens:
-        raise _over("the text has", num_tokens, "max_tokens", limits.max_tokens)
+        raise _over(f"the text has {num_tokens} tokens", "max_tokens", limits.max_tokens)
     if num_patches + num_tokens > limits.max_players:
-        raise _over(f"{num_patches} patches + {num_tokens} tokens =", num_patches + num_tokens, "max_players",
-                    limits.max_players)
+        raise _over(f"the game has {num_patches} patches + {num_tokens} tokens = {num_patches + num_tokens} players",
+                    "max_players", limits.max_players)
 
 
 def check_budget(requested: int, limits: Limits) -> int:
@@ -82,7 +83,7 @@ def check_budget(requested: int, limits: Limits) -> int:
     if requested == 0:
         return limits.default_budget
     if requested > limits.max_budget:
-        raise _over("budget", requested, "max_budget", limits.max_budget)
+        raise _over(f"budget {requested} coalitions", "max_budget", limits.max_budget)
     return requested
 
 
@@ -129,19 +130,19 @@ def faithfulness_options(request, limits: Limits) -> FaithfulnessOptions:
     for name in ("patch_scores", "token_scores"):
         scores = getattr(request, name)
         if len(scores) > limits.max_scores:
-            raise _over(f"{name} has", len(scores), "max_scores", limits.max_scores)
+            raise _over(f"{name} has {len(scores)} values", "max_scores", limits.max_scores)
         if not all(math.isfinite(s) for s in scores):
             raise InvalidArgument(f"{name} contains NaN or infinity; every score must be finite")
     explainer = "" if given else _choice("explainer", request.explainer, BUILT_IN_EXPLAINERS, "multishap")
     steps = request.steps or DEFAULT_STEPS
     if steps > limits.max_steps:
-        raise _over("steps", steps, "max_steps", limits.max_steps)
+        raise _over(f"steps {steps}", "max_steps", limits.max_steps)
     chunks = request.chunks or DEFAULT_CHUNKS
     if chunks > limits.max_chunks:
-        raise _over("chunks", chunks, "max_chunks", limits.max_chunks)
+        raise _over(f"chunks {chunks}", "max_chunks", limits.max_chunks)
     if request.macro_game and (steps + 1) << (2 + chunks) > limits.max_budget:
-        raise _over(f"the macro game at {steps} steps and {chunks} chunks scores up to", (steps + 1) << (2 + chunks),
-                    "max_budget", limits.max_budget)
+        raise _over(f"the macro game at {steps} steps and {chunks} chunks scores up to "
+                    f"{(steps + 1) << (2 + chunks)} coalitions", "max_budget", limits.max_budget)
     eps = request.eps
     if not math.isfinite(eps) or eps < 0:
         raise InvalidArgument(f"eps must be a positive number (the normaliser's floor), or 0 for {DEFAULT_EPS}; "

@@ -162,8 +162,9 @@ class ExceptionInterceptor(grpc.ServerInterceptor):
 
     def _refused(self, context, method: str, exc: BaseException, start: float, record: RpcRecord) -> None:
         code, message = status_of(exc)
-        self._errors.labels(method=method, code=code.name).inc()
-        _log_line(method, code, time.perf_counter() - start, record, message)
+        ended = code if context.is_active() else _client_end(context)
+        self._errors.labels(method=method, code=ended.name).inc()
+        _log_line(method, ended, time.perf_counter() - start, record, message)
         _abort(context, code, message, exc)
 
     def _ended(self, context, method: str, start: float, record: RpcRecord) -> None:

@@ -91,10 +91,11 @@ class CallControl:
                 self._in_flight.discard(future)
 
     def check(self) -> None:
-        if self.cancelled:
-            raise Cancelled("the explanation was cancelled")
+        """Raise DeadlineExceeded once the deadline has passed, else Cancelled once cancelled."""
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise DeadlineExceeded("the deadline passed before the explanation finished")
+        if self.cancelled:
+            raise Cancelled("the explanation was cancelled")
 
     def timeout(self, limit: float) -> float:
         if self.deadline is None:

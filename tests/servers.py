@@ -70,3 +70,52 @@ def explainer(targets: dict[str, list[str]], limits: Limits = Limits(), server: 
         channel.close()
         running.stop(None)
         servicer.close()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli_process(*args: str, env: dict | None = None, log=None):
+    """``multishap ARGS`` as a child process, text mode; its output goes to the open file
+    ``log``, else to pipes (read them: a full pipe blocks a server that logs every RPC)."""
+    import os
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    out = subprocess.PIPE if log is None else log
+    return subprocess.Popen([sys.executable, "-m", "multishap.client.cli", *args], env=full_env,
+                            stdout=out, stderr=subprocess.STDOUT if log is not None else subprocess.PIPE, text=True)
+
+
+def wait_serving(address: str, process=None, timeout: float = 60.0) -> None:
+    """Block until the server at ``address`` answers a health check (or its process died)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    stop = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < stop:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"the server exited with {process.returncode}")
+            try:
+                stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                return
+            except grpc.RpcError:
+                time.sleep(0.1)
+    raise RuntimeError(f"no server answered at {address} within {timeout} s")
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process, from /proc."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS line")
