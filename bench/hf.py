@@ -114,10 +114,10 @@ def sweep(path: str) -> None:
     for micro in (32, 64, 128, 256, 512):
         backend.micro_batch = micro
         masks = np.random.default_rng(micro).random((4 * micro, 49)) < 0.5
-        backend.encode_images(prepared.state, masks[:micro])
+        backend.encode_images(prepared.state.inputs, masks[:micro])
         torch.cuda.synchronize()
         start = time.perf_counter()
-        backend.encode_images(prepared.state, masks)
+        backend.encode_images(prepared.state.inputs, masks)
         torch.cuda.synchronize()
         print(f"| {micro} | {len(masks) / (time.perf_counter() - start):,.0f} |", flush=True)
 

@@ -110,11 +110,16 @@ def test_served_over_grpc_with_clear_errors_and_encoder_pass_counts(clip_backend
             images = running.registry.get_sample_value("multishap_adapter_encoder_passes_total", {"encoder": "image"})
             texts = running.registry.get_sample_value("multishap_adapter_encoder_passes_total", {"encoder": "text"})
             assert texts == 1 and images == len(np.unique(masks[:, :9], axis=0))
-            for bad, message in [(instance(rows=41), "larger than the 48x40 image"),
-                                 (instance(text="[SEP]"), "no tokens once special tokens are removed")]:
+            tall = instance(rows=30)
+            tall.image = png(48, 20)
+            for bad, code, message in [
+                (tall, grpc.StatusCode.INVALID_ARGUMENT, "larger than the 48x20 image"),
+                (instance(text="[SEP]"), grpc.StatusCode.INVALID_ARGUMENT, "no tokens once special tokens are removed"),
+                (instance(rows=41), grpc.StatusCode.RESOURCE_EXHAUSTED, "max_grid_side = 32"),
+            ]:
                 with pytest.raises(grpc.RpcError) as err:
                     stub.Describe(scorer_pb2.DescribeRequest(instance=bad), timeout=30)
-                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in err.value.details()
+                assert err.value.code() == code and message in err.value.details()
     finally:
         running.stop(None)
 
