@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from multishap.service.config import Limits
 from multishap.service.errors import InvalidArgument, TargetFailed, shown
 from multishap.service.imaging import decode_rgb
-from multishap.service.request_checks import check_instance_fields, check_players
+from multishap.service.request_checks import check_coalition_count, check_instance_fields, check_players
 from multishap.service.validation import check_grid
 from multishap.service.wire import matrix_to_proto, pack_values, unpack_coalitions
 from multishap.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
@@ -247,6 +247,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
 
     def Score(self, request: scorer_pb2.ScoreRequest, context) -> scorer_pb2.ScoreResponse:
         start = time.perf_counter()
+        check_coalition_count(request.num_coalitions, self.limits)
         prepared = self.prepared(request.instance)
         expected = prepared.num_players
         if request.num_players != expected:

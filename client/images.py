@@ -25,7 +25,11 @@ def to_pil(image: ImageLike) -> Image.Image:
         path = Path(image)
         if not path.is_file():
             raise ValueError(f"image file {str(path)!r} does not exist")
-        return Image.open(path).convert("RGB")
+        try:
+            with Image.open(path) as img:
+                return img.convert("RGB")
+        except Exception as exc:  # noqa: BLE001 - any decoder or read failure is the caller's input
+            raise ValueError(f"image file {str(path)!r} could not be decoded ({exc})") from exc
     if isinstance(image, np.ndarray):
         arr = image
         if arr.ndim == 2:
@@ -46,3 +50,15 @@ def to_png(image: ImageLike) -> bytes:
     buf = io.BytesIO()
     to_pil(image).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def content_bytes(image: ImageLike) -> bytes:
+    """Bytes that identify the image's content (a file's bytes, encoded bytes as given, else its PNG), for keys."""
+    if isinstance(image, (str, Path)):
+        try:
+            return Path(image).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"image file {str(image)!r} could not be read ({exc.strerror})") from None
+    if isinstance(image, (bytes, bytearray)):
+        return bytes(image)
+    return to_png(image)

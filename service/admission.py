@@ -16,7 +16,7 @@ from collections import deque
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
-from .errors import ResourceExhausted
+from .errors import ResourceExhausted, Unavailable
 
 # Pushback delays are kept within these bounds (seconds).
 MIN_RETRY_AFTER, MAX_RETRY_AFTER = 0.5, 30.0
@@ -32,6 +32,7 @@ class Admission:
         self._waiting: deque[object] = deque()
         self._cond = threading.Condition()
         self._mean_seconds = 1.0
+        self._closed = False
 
     @property
     def active(self) -> int:
@@ -46,6 +47,16 @@ class Admission:
         ahead = self.waiting + 1
         estimate = self._mean_seconds * math.ceil(ahead / self.running)
         return min(max(estimate, MIN_RETRY_AFTER), MAX_RETRY_AFTER)
+
+    def close(self) -> None:
+        """Admit nothing more: waiters and newcomers are refused as UNAVAILABLE (shutting down)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Unavailable("the server is shutting down; retry on another replica")
 
     def _refuse(self, why: str) -> ResourceExhausted:
         return ResourceExhausted(
@@ -68,6 +79,7 @@ class Admission:
 
     def _acquire(self, deadline: Optional[float], stopped: Callable[[], bool]) -> None:
         with self._cond:
+            self._check_open()
             if self._active < self.running and not self._waiting:
                 self._active += 1
                 return
@@ -81,6 +93,7 @@ class Admission:
                 give_up = min(give_up, deadline)
             try:
                 while not (self._waiting[0] is ticket and self._active < self.running):
+                    self._check_open()
                     if stopped():
                         raise self._refuse("the caller went away while waiting")
                     if time.monotonic() >= give_up:

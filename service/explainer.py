@@ -72,7 +72,12 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
                             registry=registry)
         self.queued.set_function(lambda: self.admission.waiting)
 
+    def drain(self) -> None:
+        """Start shutting down: explanations waiting for a slot, and any new one, are refused."""
+        self.admission.close()
+
     def close(self) -> None:
+        self.admission.close()
         self.readiness.close()
         for target in self.targets.values():
             target.close()

@@ -78,6 +78,16 @@ def check_players(num_patches: int, num_tokens: int, limits: Limits) -> None:
                     "max_players", limits.max_players)
 
 
+def check_coalition_count(count: int, limits: Limits) -> None:
+    """One Score request holds at most max_budget coalitions, and its reply (8 bytes each)
+    must fit max_message_bytes."""
+    if count > limits.max_budget:
+        raise _over(f"the request has {count} coalitions", "max_budget", limits.max_budget)
+    if 8 * count + 1024 > limits.max_message_bytes:
+        raise _over(f"the reply to {count} coalitions would take {8 * count} bytes", "max_message_bytes",
+                    limits.max_message_bytes)
+
+
 def check_budget(requested: int, limits: Limits) -> int:
     """The budget to use: 0 means the server's default_budget; over max_budget is refused."""
     if requested == 0:

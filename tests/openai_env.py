@@ -27,10 +27,17 @@ FAMILY, SEED = "mixed", 5
 
 
 def instance(rows: int = 2, cols: int = 2, text: str = TEXT, target: str = TARGET) -> common_pb2.Instance:
-    """An instance the synthetic adapter maps to the same game as the simulator's."""
+    """An instance the simulator answers with its game (the openai adapter takes no parameters)."""
     return common_pb2.Instance(image=png(40, 30, seed=4), text=text, target=target,
-                               grid=common_pb2.Grid(rows=rows, cols=cols),
-                               parameters={"family": FAMILY, "seed": str(SEED)})
+                               grid=common_pb2.Grid(rows=rows, cols=cols))
+
+
+def synthetic(inst: common_pb2.Instance) -> common_pb2.Instance:
+    """The same instance with the parameters that make the synthetic adapter play the simulator's game."""
+    out = common_pb2.Instance()
+    out.CopyFrom(inst)
+    out.parameters.update({"family": FAMILY, "seed": str(SEED)})
+    return out
 
 
 def game_for(inst: common_pb2.Instance):

@@ -94,9 +94,12 @@ def _scorer_cases(rng: random.Random):
     masks = np.ones((3, 15), dtype=bool)
     good = dict(instance=instance(), num_players=15, num_coalitions=3, coalitions=pack_coalitions(masks))
     yield "score", scorer_pb2.ScoreRequest(**{**good, "num_players": rng.randint(16, 5000)}), IA
-    yield "score", scorer_pb2.ScoreRequest(**{**good, "num_coalitions": rng.randint(4, 2**32 - 1)}), IA
+    yield "score", scorer_pb2.ScoreRequest(**{**good, "num_coalitions": rng.randint(4, 200_000)}), IA
+    yield "score", scorer_pb2.ScoreRequest(**{**good, "num_coalitions": rng.randint(200_001, 2**32 - 1)}), RE
     yield "score", scorer_pb2.ScoreRequest(**{**good, "num_coalitions": 0, "coalitions": b""}), IA
     yield "score", scorer_pb2.ScoreRequest(**{**good, "coalitions": b"\x00"}), IA
+    many = rng.randint(200_001, 300_000)
+    yield "score", scorer_pb2.ScoreRequest(**{**good, "num_coalitions": many, "coalitions": b"\xff\xfe" * many}), RE
     inst, code = rng.choice(list(_instance_cases(rng)))
     yield "score", scorer_pb2.ScoreRequest(**{**good, "instance": inst}), code
 

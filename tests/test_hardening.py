@@ -100,6 +100,19 @@ def test_bad_faithfulness_fields_are_refused_before_any_work(service, fields, co
     assert forward_passes(a) == before
 
 
+def test_the_adapter_refuses_an_oversized_score_call_before_scoring(service):
+    a, _, _ = service
+    scorer = scorer_pb2_grpc.ScorerStub(grpc.insecure_channel(a.address))
+    count = 300_000
+    request = scorer_pb2.ScoreRequest(instance=instance(), num_players=15, num_coalitions=count,
+                                      coalitions=b"\xff\xfe" * count)
+    before = forward_passes(a)
+    with pytest.raises(grpc.RpcError) as err:
+        scorer.Score(request, timeout=30)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_budget = 200000" in err.value.details()
+    assert forward_passes(a) == before
+
+
 # -- 3. cancellation reaches the computation -------------------------------------------------
 
 def big_game():

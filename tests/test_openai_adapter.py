@@ -26,7 +26,7 @@ from multishap.adapters.openai.simulator import FaultPlan
 from multishap.adapters.synthetic.backend import SyntheticBackend
 from multishap.service.wire import matrix_from_proto, pack_coalitions, unpack_values
 from multishap.v1 import explainer_pb2, scorer_pb2, scorer_pb2_grpc
-from openai_env import KEY, game_for, instance, openai_adapter, options, shift_for, simulator, with_scoring
+from openai_env import KEY, game_for, instance, openai_adapter, options, shift_for, simulator, synthetic, with_scoring
 from servers import adapters, explainer
 
 
@@ -57,7 +57,7 @@ def test_phi_equals_the_synthetic_adapter(tmp_path, fault_rate):
         runs = {}
         for method, budget in (("exact", 1024), ("kernel", 300)):
             got = explain(stub, "api", inst, method=method, budget=budget, seed=7)
-            want = explain(stub, "syn", inst, method=method, budget=budget, seed=7)
+            want = explain(stub, "syn", synthetic(inst), method=method, budget=budget, seed=7)
             np.testing.assert_allclose(matrix_from_proto(got.phi), matrix_from_proto(want.phi), atol=1e-9)
             assert got.evaluations == want.evaluations
             assert got.usage.requests + got.usage.cache_hits == got.evaluations
@@ -113,7 +113,7 @@ def test_restart_mid_explanation_pays_each_masked_input_once(tmp_path):
         with openai_adapter(options(sim, cache)) as (api, _, _), \
                 explainer({"api": [api.address], "syn": [syn.address]}, max_batch=16) as (_, stub, _):
             got = explain(stub, "api", inst, method="kernel", budget=400, seed=3)
-            want = explain(stub, "syn", inst, method="kernel", budget=400, seed=3)
+            want = explain(stub, "syn", synthetic(inst), method="kernel", budget=400, seed=3)
         np.testing.assert_allclose(matrix_from_proto(got.phi), matrix_from_proto(want.phi), atol=1e-9)
         assert got.usage.cache_hits >= before and got.usage.requests == got.evaluations - got.usage.cache_hits
         assert max(sim.traffic.received.values()) == 1

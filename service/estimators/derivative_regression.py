@@ -128,6 +128,7 @@ def _enumerate_borders(store: CoalitionStore, design: _Design, flip: np.ndarray)
         sizes = sorted({size, n_players - size})
         if design.enumerated[sizes].all():
             continue
+        checkpoint()
         if design.members[sizes].sum() > _MAX_ENUMERATED_STRATUM:
             return
         rows = _with_flips(np.concatenate([_stratum(n_players, s) for s in sizes]), flip)
@@ -250,6 +251,7 @@ def _fit_derivative_game(
     variance of the ``report`` entries): the fit wins on games close to additive in each
     D_j, the strata on games with high-order interactions.
     """
+    checkpoint()
     n_players = design.n
     others = np.delete(np.arange(n_players), j)
     n_sub = n_players - 1
@@ -277,7 +279,9 @@ def _fit_derivative_game(
     d = store.values(store.register(with_j)) - store.values(store.register(without))
     cl = np.concatenate(clusters)
     n_clusters = design.n_clusters
+    checkpoint()
     beta, influence = _solve(x, d, np.concatenate(weights), cl, n_clusters, index)
+    checkpoint()
     if index == "SII":
         # Stratified estimate of D_j minus the additive game that shares D_j(N) - D_j(empty)
         # equally (a control variate with known Shapley values), so both ends are zero.
