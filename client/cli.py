@@ -12,10 +12,11 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .sdk import ExplainerClient, ExplainerError
+from .sdk import DEFAULT_BUDGET, DEFAULT_MAX_RETRIES, ExplainerClient, ExplainerError
 
 
 def _env(option: str, default=None):
@@ -51,7 +52,8 @@ def _params(items: Optional[Sequence[str]]) -> dict[str, str]:
 def _client_options(p: argparse.ArgumentParser) -> None:
     _opt(p, "address", "explainer address host:port", "127.0.0.1:50050")
     _opt(p, "target", "target name configured on the explainer", required=_env("target") is None)
-    _opt(p, "timeout", "seconds before giving up", type=float)
+    _opt(p, "timeout", "seconds before giving up, retries included", type=float)
+    _opt(p, "max-retries", "retries of a call the busy server asks to retry later", DEFAULT_MAX_RETRIES, type=int)
 
 
 def _instance_options(p: argparse.ArgumentParser, need_image: bool = True) -> None:
@@ -61,7 +63,7 @@ def _instance_options(p: argparse.ArgumentParser, need_image: bool = True) -> No
     _opt(p, "grid", "patch grid, rows x columns", "7x7", type=_grid)
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="adapter parameter (repeatable)")
     _opt(p, "seed", "random seed", 0, type=int)
-    _opt(p, "budget", "distinct coalitions to evaluate", 20000, type=int)
+    _opt(p, "budget", "distinct coalitions to evaluate (0: the server's default)", DEFAULT_BUDGET, type=int)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,14 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(serve, "config", "TOML file with [limits] and [targets.NAME] (see docs)")
     _opt(serve, "host", "address to listen on", "127.0.0.1")
     _opt(serve, "port", "gRPC port", 50050, type=int)
-    _opt(serve, "metrics-port", "Prometheus /metrics port (-1: off)", 9090, type=int)
+    _opt(serve, "metrics-port", "Prometheus /metrics port (-1: off)", 9460, type=int)
+    _opt(serve, "grace", "seconds in-flight work gets on SIGTERM (default: [server] grace_s, 30)", type=float)
 
     adapter = sub.add_parser("adapter", help="run an adapter (a Scorer server)")
     kinds = adapter.add_subparsers(dest="adapter", required=True, metavar="ADAPTER")
     synthetic = kinds.add_parser("synthetic", help="deterministic synthetic games with known truth")
     _opt(synthetic, "host", "address to listen on", "127.0.0.1")
     _opt(synthetic, "port", "gRPC port", 50051, type=int)
-    _opt(synthetic, "metrics-port", "Prometheus /metrics port (-1: off)", 9091, type=int)
+    _opt(synthetic, "metrics-port", "Prometheus /metrics port (-1: off)", 9461, type=int)
+    _opt(synthetic, "grace", "seconds in-flight work gets on SIGTERM", 30.0, type=float)
 
     hf = kinds.add_parser("hf", help="a local Hugging Face / PyTorch model (imagenet-zeroshot, clip, vilt, vlm)")
     _opt(hf, "kind", "model kind: imagenet-zeroshot (real pretrained, offline), clip, vilt or vlm", "imagenet-zeroshot")
@@ -97,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(hf, "micro-batch", "inputs per encoder forward pass", 32, type=int)
     _opt(hf, "host", "address to listen on", "127.0.0.1")
     _opt(hf, "port", "gRPC port", 50052, type=int)
-    _opt(hf, "metrics-port", "Prometheus /metrics port (-1: off)", 9092, type=int)
+    _opt(hf, "metrics-port", "Prometheus /metrics port (-1: off)", 9462, type=int)
+    _opt(hf, "grace", "seconds in-flight work gets on SIGTERM", 30.0, type=float)
 
     oa = kinds.add_parser("openai", help="an OpenAI-compatible chat endpoint with log-probabilities",
                           description="Score masked inputs with a chat endpoint's log-probabilities (OpenAI, vLLM, "
@@ -131,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(oa, "prices", "TOML price table: [models.\"NAME\"] input = ..., output = ... per million tokens", type=Path)
     _opt(oa, "host", "address to listen on", "127.0.0.1")
     _opt(oa, "port", "gRPC port", 50053, type=int)
-    _opt(oa, "metrics-port", "Prometheus /metrics port (-1: off)", 9093, type=int)
+    _opt(oa, "metrics-port", "Prometheus /metrics port (-1: off)", 9463, type=int)
+    _opt(oa, "grace", "seconds in-flight work gets on SIGTERM", 30.0, type=float)
 
     explain = sub.add_parser("explain", help="explain one image and text",
                              description="Explain one instance; prints the metrics and writes JSON + heatmap PNG.")
@@ -150,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     _client_options(dataset)
     _opt(dataset, "grid", "patch grid, rows x columns", "7x7", type=_grid)
     _opt(dataset, "method", "auto, exact, multishap or kernel", "auto")
-    _opt(dataset, "budget", "distinct coalitions per instance", 20000, type=int)
+    _opt(dataset, "budget", "distinct coalitions per instance (0: the server's default)", DEFAULT_BUDGET, type=int)
     _opt(dataset, "seed", "random seed", 0, type=int)
     _opt(dataset, "concurrency", "instances explained at once", 4, type=int)
     _opt(dataset, "out", "results file (JSON lines)", "results.jsonl", type=Path)
@@ -168,17 +174,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _wait(running, before_stop: Callable[[], None] = lambda: None) -> int:
-    """Serve until SIGTERM or Ctrl-C; ``before_stop`` lets a backend finish what it was paid for."""
-    def stop(*_) -> None:
-        before_stop()
-        running.stop(5)
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        running.wait()
-    except KeyboardInterrupt:
-        stop()
+def _wait(running, grace: float, before_stop: Callable[[], None] = lambda: None) -> int:
+    """Serve until SIGTERM or Ctrl-C, then drain: refuse new RPCs, give those in flight
+    ``grace`` seconds, cancel the rest and exit. ``before_stop`` lets a backend finish what
+    it was paid for; a watchdog exits the process if anything hangs past the grace."""
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    while not stopping.wait(0.5):
+        pass
+    logging.info("stopping: in-flight work has %.3g s to finish", grace)
+    watchdog = threading.Timer(grace + 10.0, os._exit, (1,))
+    watchdog.daemon = True
+    watchdog.start()
+    before_stop()
+    running.stop(grace)
+    logging.info("stopped")
     return 0
 
 
@@ -193,17 +204,16 @@ def _yes(value: str) -> bool:
 def _openai_backend(args):
     from multishap.adapters.openai import (EndpointConfig, OpenAIBackend, OpenAIOptions, RenderOptions,
                                            RetryPolicy, ScoringOptions, load_price)
+    from multishap.adapters.openai.credentials import clean_key
     from multishap.adapters.pixels import BASELINE_NAMES
 
     if args.api_key_file:
         try:
-            key = args.api_key_file.read_text().strip()
+            key, source = args.api_key_file.read_text(errors="replace"), f"--api-key-file {args.api_key_file}"
         except OSError as err:
             raise SystemExit(f"could not read the API key file: {err.strerror}") from None
     else:
-        key = os.environ.get("OPENAI_API_KEY", "")
-    if not key:
-        logging.warning("no API key (OPENAI_API_KEY or --api-key-file): requests go out without one")
+        key, source = os.environ.get("OPENAI_API_KEY", ""), "OPENAI_API_KEY"
     baselines = {name: value for value, name in BASELINE_NAMES.items()}
     if args.baseline not in baselines:
         raise SystemExit(f"--baseline must be one of {', '.join(baselines)}; got {args.baseline!r}")
@@ -213,7 +223,7 @@ def _openai_backend(args):
         raise SystemExit(f"--target-token-ids takes integers separated by commas; got {args.target_token_ids!r}")
     try:
         options = OpenAIOptions(
-            endpoint=EndpointConfig(args.base_url, args.model, key, timeout=args.timeout,
+            endpoint=EndpointConfig(args.base_url, args.model, clean_key(key, source), timeout=args.timeout,
                                     concurrency=args.concurrency, rpm=args.rpm, tpm=args.tpm,
                                     max_tokens=args.max_tokens, temperature=args.temperature,
                                     retry=RetryPolicy(max_attempts=args.max_attempts, deadline=args.deadline)),
@@ -226,6 +236,8 @@ def _openai_backend(args):
         )
     except ValueError as err:
         raise SystemExit(str(err)) from None
+    if not options.endpoint.api_key and not options.endpoint.url.auth:
+        logging.warning("no API key (OPENAI_API_KEY or --api-key-file): requests go out without one")
     return OpenAIBackend(options)
 
 
@@ -239,39 +251,48 @@ def cmd_serve(args) -> int:
 
     config = load_config(args.config)
     if not config.targets:
-        print("no targets configured: give --config or MULTISHAP_TARGETS=name=host:port", file=sys.stderr)
+        print("error: no targets configured: give --config or MULTISHAP_TARGETS=name=host:port", file=sys.stderr)
         return 2
-    running, _ = serve_explainer(config, host=args.host, port=args.port, metrics_port=_metrics_port(args.metrics_port))
+    running, servicer = serve_explainer(config, host=args.host, port=args.port,
+                                        metrics_port=_metrics_port(args.metrics_port))
     print(f"explainer on {args.host}:{running.port}, metrics on {running.metrics_port}, "
           f"targets: {', '.join(config.targets)}", flush=True)
-    return _wait(running)
+    grace = config.server.grace_s if args.grace is None else args.grace
+    try:
+        return _wait(running, grace, servicer.drain)
+    finally:
+        servicer.close()
 
 
 def cmd_adapter(args) -> int:
     from multishap.adapters.server import serve_adapter
 
-    if args.adapter == "hf":
-        from multishap.adapters.hf import load_backend
+    def build():
+        """The backend, built once the ports are bound (loading a model can take minutes)."""
+        if args.adapter == "hf":
+            from multishap.adapters.hf import load_backend
 
-        backend = load_backend(args.kind, args.model, args.device, args.dtype, args.micro_batch, args.score)
-    elif args.adapter == "openai":
-        logging.getLogger("httpx2").setLevel(logging.WARNING)  # not one line per paid request
-        backend = _openai_backend(args)
-    else:
+            return load_backend(args.kind, args.model, args.device, args.dtype, args.micro_batch, args.score)
+        if args.adapter == "openai":
+            logging.getLogger("httpx2").setLevel(logging.WARNING)  # not one line per paid request
+            return _openai_backend(args)
         from multishap.adapters.synthetic.backend import SyntheticBackend
 
-        backend = SyntheticBackend()
-    running, _ = serve_adapter(backend, host=args.host, port=args.port, metrics_port=_metrics_port(args.metrics_port))
+        return SyntheticBackend()
+
+    running, servicer = serve_adapter(build, host=args.host, port=args.port,
+                                      metrics_port=_metrics_port(args.metrics_port))
+    backend = servicer.backend
     print(f"{args.adapter} adapter ({backend.model_id}) on {args.host}:{running.port}, "
           f"metrics on {running.metrics_port}", flush=True)
-    return _wait(running, backend.close)
+    return _wait(running, args.grace, backend.close)
 
 
 def cmd_explain(args) -> int:
     from .report import dry_run_summary, save, summary
 
     dry_run = _yes(args.dry_run)
-    with ExplainerClient(args.address, timeout=args.timeout) as client:
+    with ExplainerClient(args.address, timeout=args.timeout, max_retries=args.max_retries) as client:
         exp = client.explain(args.image, args.text, target=args.target, answer=args.answer, grid=args.grid,
                              method=args.method, budget=args.budget, seed=args.seed, index=args.index,
                              parameters=_params(args.param), image_baseline=args.baseline, dry_run=dry_run,
@@ -288,18 +309,24 @@ def cmd_explain(args) -> int:
 def cmd_explain_dataset(args) -> int:
     from .report import usage_line
 
+    try:
+        lines = args.manifest.read_text().splitlines()
+    except OSError as err:
+        raise ValueError(f"could not read the manifest {str(args.manifest)!r}: {err.strerror}") from None
     records = []
-    for n, line in enumerate(args.manifest.read_text().splitlines(), 1):
+    for n, line in enumerate(lines, 1):
         if line.strip():
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise SystemExit(f"{args.manifest}:{n}: not JSON ({err})") from None
-            if "image" not in record or "text" not in record:
-                raise SystemExit(f"{args.manifest}:{n}: each line needs \"image\" and \"text\"")
-            record["image"] = str((args.manifest.parent / record["image"]).resolve())
-            records.append(record)
-    with ExplainerClient(args.address, timeout=args.timeout) as client:
+                raise ValueError(f"{args.manifest}:{n}: not JSON ({err})") from None
+            if not isinstance(record, dict) or "image" not in record or "text" not in record:
+                raise ValueError(f"{args.manifest}:{n}: each line needs \"image\" and \"text\"")
+            image = (args.manifest.parent / str(record["image"])).resolve()
+            if not image.is_file():
+                raise ValueError(f"{args.manifest}:{n}: image file {str(image)!r} does not exist")
+            records.append({**record, "image": str(image)})
+    with ExplainerClient(args.address, timeout=args.timeout, max_retries=args.max_retries) as client:
         report = client.explain_dataset(records, target=args.target, concurrency=args.concurrency, out=args.out,
                                         grid=args.grid, method=args.method, budget=args.budget, seed=args.seed)
     print(report.table())
@@ -313,8 +340,15 @@ def cmd_explain_dataset(args) -> int:
 
 
 def cmd_faithfulness(args) -> int:
-    scores = json.loads(args.scores.read_text()) if args.scores else {}
-    with ExplainerClient(args.address, timeout=args.timeout) as client:
+    try:
+        scores = json.loads(args.scores.read_text()) if args.scores else {}
+    except OSError as err:
+        raise ValueError(f"could not read --scores {str(args.scores)!r}: {err.strerror}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--scores {str(args.scores)!r} is not JSON ({err})") from None
+    if not isinstance(scores, dict):
+        raise ValueError(f"--scores {str(args.scores)!r} must hold a JSON object with patch_scores and token_scores")
+    with ExplainerClient(args.address, timeout=args.timeout, max_retries=args.max_retries) as client:
         r = client.faithfulness(args.image, args.text, target=args.target, answer=args.answer, grid=args.grid,
                                 patch_scores=scores.get("patch_scores"), token_scores=scores.get("token_scores"),
                                 explainer=args.explainer, steps=args.steps, macro_game=_yes(args.macro),
@@ -347,11 +381,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except ExplainerError as err:
-        print(f"error: {err.code}: {err.details}", file=sys.stderr)
+        print("error: " + " ".join(f"{err.code}: {err.details}".split()), file=sys.stderr)
         return 1
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
         return 2
+    except OSError as err:
+        print("error: " + " ".join(str(err).split()), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ class OpenAIBackend(ScoringBackend):
     def __init__(self, options: OpenAIOptions) -> None:
         self.options = options
         config = options.endpoint
-        self.model_id = f"{config.model} at {config.base_url}"
+        self.model_id = f"{config.model} at {config.url.display}"
         unit = "log-probability" if options.scoring.score == "logprob" else "probability"
         how = "prompt log-probabilities" if options.scoring.prompt_logprobs else \
             f"the first token's top-{options.scoring.top_logprobs} log-probabilities"
@@ -135,8 +135,9 @@ class OpenAIBackend(ScoringBackend):
         return body
 
     def _key(self, rendered: RenderedInput, target: str) -> str:
+        """The cache key: credentials pick who pays, not what the model answers, so only the display URL counts."""
         body = self._body(rendered, "sha256:" + rendered.pixel_digest(), target)
-        material = json.dumps({"base_url": self.options.endpoint.base_url, "body": body}, sort_keys=True)
+        material = json.dumps({"base_url": self.options.endpoint.url.display, "body": body}, sort_keys=True)
         return hashlib.sha256(material.encode()).hexdigest()
 
     def _tokens(self, state: _InstanceState, rendered: RenderedInput) -> int:

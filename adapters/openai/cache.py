@@ -1,12 +1,15 @@
 """Persistent store of paid answers (SQLite in WAL mode), so no masked input is paid twice.
 
-A key is the SHA-256 of everything that shapes the HTTP request: base URL, model, the
-request options, the rendered prompt and the masked image (its pixels; PNG encoding is
-deterministic). The value is the parsed answer (log-probabilities and token usage), not a
-score, so a different target or score unit is answered from the same entries. Every answer
-is committed before it is used; WAL mode keeps committed answers across a crash of the
-adapter and lets several adapter replicas share one file. The same file keeps what each
-explanation has spent, so replicas sharing it share one allowance per explanation.
+A key is the SHA-256 of everything that shapes the answer: base URL, model, the request
+options, the rendered prompt and the masked image (its pixels; PNG encoding is
+deterministic). Credentials pick who pays, not what the model answers, so they are not in
+it: the base URL counts in its display form (no password, query values hidden), and
+rotating a key, password or ``?key=`` token keeps the cache. The value is the parsed
+answer (log-probabilities and token usage), not a score, so a different target or score
+unit is answered from the same entries. Every answer is committed before it is used; WAL
+mode keeps committed answers across a crash of the adapter and lets several adapter
+replicas share one file. The same file keeps what each explanation has spent, so replicas
+sharing it share one allowance per explanation.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from multishap.service.errors import Cancelled, ServiceError, TargetFailed, Unav
 from multishap.v1 import common_pb2
 
 from .cache import ScoreCache
+from .credentials import EndpointURL, clean_key, parse_base_url
 from .limits import Price, RateLimiter, SpendLedger
 from .retry import Redactor, RetryPolicy, describe, final_error, retry_after
 from .scoring import Answer, MalformedAnswer, ScoringOptions, UnusableAnswer, parse_answer
@@ -39,9 +40,9 @@ _MIN_ATTEMPT_S = 0.05  # an attempt with less time than this is not sent: it wou
 
 @dataclass(frozen=True)
 class EndpointConfig:
-    """Where to send requests and how hard to push."""
+    """Where to send requests and how hard to push; only the base URL's display form is ever shown."""
 
-    base_url: str
+    base_url: str = field(repr=False)     # may carry user:password@ and ?key=... tokens
     model: str
     api_key: str = field(repr=False)
     timeout: float = 60.0                 # seconds per HTTP attempt
@@ -51,14 +52,25 @@ class EndpointConfig:
     max_tokens: int = 1
     temperature: float = 0.0
     retry: RetryPolicy = RetryPolicy()
+    url: EndpointURL = field(init=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "api_key", clean_key(self.api_key or "", "EndpointConfig(api_key=...)"))
+        object.__setattr__(self, "url", parse_base_url(self.base_url))
+        if self.api_key and self.url.auth:
+            raise ValueError("the base URL carries a user name and password, which go out as HTTP Basic auth in "
+                             "place of the API key (a request has one Authorization header): give one or the other")
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1; got {self.concurrency}")
         if self.timeout <= 0:
             raise ValueError(f"the request timeout must be positive; got {self.timeout}")
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1; got {self.max_tokens}")
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every credential of this configuration, with the headers that carry them: text must never show one."""
+        key = (self.api_key, f"Bearer {self.api_key}") if self.api_key else ()
+        return key + self.url.secrets
 
 
 @dataclass(frozen=True)
@@ -119,8 +131,8 @@ class Endpoint:
                  ledger: SpendLedger, price: Optional[Price], metrics: EndpointMetrics) -> None:
         self.config, self.scoring, self.cache = config, scoring, cache
         self.ledger, self.price, self.metrics = ledger, price, metrics
-        self.redact = Redactor(config.api_key)
-        self.where = f"the endpoint {config.base_url} (model {config.model!r})"
+        self.redact = Redactor(*config.secrets())
+        self.where = f"the endpoint {config.url.display} (model {config.model!r})"
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="openai-endpoint", daemon=True)
         self._thread.start()
@@ -135,8 +147,11 @@ class Endpoint:
 
     def _setup(self):
         async def setup() -> None:
-            self.client = openai.AsyncOpenAI(base_url=self.config.base_url, api_key=self.config.api_key or "none",
-                                             max_retries=0, timeout=self.config.timeout)
+            url = self.config.url
+            self.client = openai.AsyncOpenAI(
+                base_url=url.request, api_key=self.config.api_key or "none", default_query=dict(url.query) or None,
+                http_client=openai.DefaultAsyncHttpxClient(auth=url.auth) if url.auth else None,
+                max_retries=0, timeout=self.config.timeout)
             self.slots = asyncio.Semaphore(self.config.concurrency)
             # Without --rpm this limiter only holds requests back while the endpoint asked to wait.
             self.rpm = RateLimiter(self.config.rpm or math.inf)
@@ -160,6 +175,8 @@ class Endpoint:
                     halt.set()
                 if not self._thread.is_alive():
                     raise self._shutting_down() from None
+            except Exception as exc:  # noqa: BLE001 - whatever leaves is shown to the caller: no credential in it
+                raise self.redact.scrub(exc)
 
     def _shutting_down(self) -> Unavailable:
         return Unavailable(f"the adapter for {self.where} is shutting down; the answers it was paid for are "

@@ -6,19 +6,22 @@ log-probabilities are not retried: the endpoint would bill each attempt for the 
 exponentially with full jitter, unless the endpoint said how long to wait
 (``retry-after-ms`` or ``retry-after``, in seconds or as an HTTP date), which is honoured.
 Anything else (401, 403, 404, 400, ...) fails at once with a sentence: retrying a refused
-key only adds load. Every sentence goes through ``Redactor`` so the API key never leaves.
+key only adds load. Every sentence goes through ``Redactor`` so no credential (the API key, the
+base URL's password and query values) ever leaves.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import random
 import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterable, Optional
+from urllib.parse import quote
 
 import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_before_delay
@@ -39,14 +42,26 @@ RETRY_STATUSES = frozenset({408, 409, 429})
 _MAX_MESSAGE = 300
 
 
-_PROTECTED: set[str] = set()  # secrets removed from every log record of the process
+REDACTED = "[redacted]"
+_MIN_SECRET = 4  # shorter "secrets" (a query flag like ?x=1) would garble every text they are searched in
+
+_PROTECTED: tuple[str, ...] = ()  # secrets removed from every log record of the process, longest first
 _PROTECTED_LOCK = threading.Lock()
 
 
-def _redact(text: str, secrets) -> str:
+def _forms(secrets: Iterable[str]) -> tuple[str, ...]:
+    """Each secret as given, stripped, percent-encoded and JSON-escaped; longest first, so none is left half-shown."""
+    found = set()
+    for secret in secrets:
+        for text in (secret, secret.strip()):
+            found.update((text, quote(text, safe=""), json.dumps(text)[1:-1]))
+    return tuple(sorted((s for s in found if len(s) >= _MIN_SECRET), key=len, reverse=True))
+
+
+def _redact(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
         if secret in text:
-            text = text.replace(secret, "[redacted]")
+            text = text.replace(secret, REDACTED)
     return text
 
 
@@ -55,7 +70,7 @@ def _redacting_factory(previous):
 
     def factory(*args, **kwargs) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        secrets = tuple(_PROTECTED)
+        secrets = _PROTECTED
         try:
             message = record.getMessage()
         except (TypeError, ValueError):
@@ -72,22 +87,28 @@ def _redacting_factory(previous):
 
 
 class Redactor:
-    """Removes a secret from any text before it is logged, raised or exported."""
+    """Removes secrets, in the forms text carries them in, from any text before it is logged, raised or exported."""
 
-    def __init__(self, secret: str) -> None:
-        self._secret = secret
+    def __init__(self, *secrets: str) -> None:
+        self._secrets = _forms(secrets)
 
     def __call__(self, text: str) -> str:
-        return _redact(text, (self._secret,) if self._secret else ())
+        return _redact(text, self._secrets)
+
+    def scrub(self, exc: BaseException) -> BaseException:
+        """``exc`` with the secrets taken out of its arguments (its message), since callers are shown it."""
+        exc.args = tuple(self(arg) if isinstance(arg, str) else arg for arg in exc.args)
+        return exc
 
     def protect_logs(self) -> None:
-        """Redact the secret from every log record of this process (one factory serves every secret)."""
-        if not self._secret:
+        """Redact the secrets from every log record of this process (one factory serves every secret)."""
+        global _PROTECTED
+        if not self._secrets:
             return
         with _PROTECTED_LOCK:
             if not _PROTECTED:
                 logging.setLogRecordFactory(_redacting_factory(logging.getLogRecordFactory()))
-            _PROTECTED.add(self._secret)
+            _PROTECTED = tuple(sorted({*_PROTECTED, *self._secrets}, key=len, reverse=True))
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -9,7 +9,9 @@ the adapter can be checked against the game's exact interactions.
 
 Faults are drawn per request from a seeded generator: 429 with retry-after(-ms), 500,
 answers slower than the client's timeout, malformed JSON and dropped connections, and on
-request answers without log-probabilities ("unusable"). The
+request answers without log-probabilities ("unusable"). A request must carry the API key
+(or, when given, HTTP Basic credentials) and any required query parameters; a refusal
+echoes the credentials it got, as some servers do, so tests can check they go no further. The
 server counts requests per coalition and records arrival times, to measure its own rate.
 It bills ~4 characters a token plus OpenAI's image rule (85 + 170 per 512-pixel tile).
 Used by the tests and by ``bench/openai.py``; also handy to rehearse an audit offline.
@@ -28,6 +30,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Optional
+from urllib.parse import parse_qsl
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -140,9 +143,13 @@ class SimulatedEndpoint:
     def __init__(self, task: SimulatedTask, game: Callable[[np.ndarray], np.ndarray],
                  logprob_of: Callable[[float], float], api_key: str = "sk-test", faults: FaultPlan = FaultPlan(),
                  latency: float = 0.0, missing: Optional[Callable[[np.ndarray], bool]] = None,
-                 port: int = 0) -> None:
+                 port: int = 0, basic: Optional[tuple[str, str]] = None,
+                 query: Optional[dict[str, str]] = None) -> None:
         self.task, self.game, self.logprob_of = task, game, logprob_of
         self.api_key, self.faults, self.latency = api_key, faults, latency
+        token = base64.b64encode(":".join(basic).encode()).decode() if basic else None
+        self.authorization = f"Basic {token}" if basic else f"Bearer {api_key}"
+        self.query = query or {}
         self.missing = missing or (lambda mask: False)
         self.expected = _Expected(task)
         self.traffic = Traffic()
@@ -166,6 +173,11 @@ class SimulatedEndpoint:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def authorized(self, authorization: str, query: str) -> bool:
+        """Whether a request carries the expected Authorization header and query parameters."""
+        given = dict(parse_qsl(query, keep_blank_values=True))
+        return authorization == self.authorization and all(given.get(k) == v for k, v in self.query.items())
 
     def draw_fault(self) -> Optional[str]:
         with self._lock:
@@ -285,12 +297,14 @@ class _Handler(BaseHTTPRequestHandler):
         with ep._lock:
             ep.traffic.arrivals.append(time.monotonic())
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.path.rstrip("/") != "/v1/chat/completions":
+        path, _, query = self.path.partition("?")
+        if path.rstrip("/") != "/v1/chat/completions":
             return self._send(404, json.dumps(_error(f"no route {self.path}")).encode())
-        given = self.headers.get("Authorization", "").removeprefix("Bearer ")
-        if given != ep.api_key:
+        authorization = self.headers.get("Authorization", "")
+        if not ep.authorized(authorization, query):
             with ep._lock:
                 ep.traffic.unauthorized += 1
+            given = authorization.removeprefix("Bearer ") + (f" with ?{query}" if query else "")
             return self._send(401, json.dumps(_error(f"Incorrect API key provided: {given}.",
                                                      "invalid_api_key")).encode())
         fault = ep.draw_fault()
