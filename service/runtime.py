@@ -333,17 +333,3 @@ def bind_server(
         metrics_bound = http.server_port
     return BoundServer(server, bound, metrics_bound, registry, http)
 
-
-def start_server(
-    register: Callable[[grpc.Server], None],
-    service_names: Iterable[str],
-    registry: CollectorRegistry,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    metrics_port: Optional[int] = 0,
-    max_workers: int = 16,
-    max_message_bytes: int = 64 * 1024 * 1024,
-) -> RunningServer:
-    """Bind and start in one step (for servers with nothing slow to do in between)."""
-    bound = bind_server(registry, host, port, metrics_port, max_workers, max_message_bytes)
-    return bound.start(register, service_names)
