@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -82,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(serve, "port", "gRPC port", 50050, type=int)
     _opt(serve, "metrics-port", "Prometheus /metrics port (-1: off)", 9460, type=int)
     _opt(serve, "grace", "seconds in-flight work gets on SIGTERM (default: [server] grace_s, 30)", type=float)
+    _opt(serve, "drain-delay", "seconds NOT_SERVING is reported before the port closes on SIGTERM "
+                               "(default: [server] drain_delay_s, 2)", type=float)
 
     adapter = sub.add_parser("adapter", help="run an adapter (a Scorer server)")
     kinds = adapter.add_subparsers(dest="adapter", required=True, metavar="ADAPTER")
@@ -90,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(synthetic, "port", "gRPC port", 50051, type=int)
     _opt(synthetic, "metrics-port", "Prometheus /metrics port (-1: off)", 9461, type=int)
     _opt(synthetic, "grace", "seconds in-flight work gets on SIGTERM", 30.0, type=float)
+    _opt(synthetic, "drain-delay", "seconds NOT_SERVING is reported before the port closes on SIGTERM", 2.0,
+         type=float)
 
     hf = kinds.add_parser("hf", help="a local Hugging Face / PyTorch model (imagenet-zeroshot, clip, vilt, vlm)")
     _opt(hf, "kind", "model kind: imagenet-zeroshot (real pretrained, offline), clip, vilt or vlm", "imagenet-zeroshot")
@@ -103,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(hf, "port", "gRPC port", 50052, type=int)
     _opt(hf, "metrics-port", "Prometheus /metrics port (-1: off)", 9462, type=int)
     _opt(hf, "grace", "seconds in-flight work gets on SIGTERM", 30.0, type=float)
+    _opt(hf, "drain-delay", "seconds NOT_SERVING is reported before the port closes on SIGTERM", 2.0,
+         type=float)
 
     oa = kinds.add_parser("openai", help="an OpenAI-compatible chat endpoint with log-probabilities",
                           description="Score masked inputs with a chat endpoint's log-probabilities (OpenAI, vLLM, "
@@ -138,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(oa, "port", "gRPC port", 50053, type=int)
     _opt(oa, "metrics-port", "Prometheus /metrics port (-1: off)", 9463, type=int)
     _opt(oa, "grace", "seconds in-flight work gets on SIGTERM", 30.0, type=float)
+    _opt(oa, "drain-delay", "seconds NOT_SERVING is reported before the port closes on SIGTERM", 2.0,
+         type=float)
 
     explain = sub.add_parser("explain", help="explain one image and text",
                              description="Explain one instance; prints the metrics and writes JSON + heatmap PNG.")
@@ -174,19 +183,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _wait(running, grace: float, before_stop: Callable[[], None] = lambda: None) -> int:
-    """Serve until SIGTERM or Ctrl-C, then drain: refuse new RPCs, give those in flight
-    ``grace`` seconds, cancel the rest and exit. ``before_stop`` lets a backend finish what
-    it was paid for; a watchdog exits the process if anything hangs past the grace."""
+def _wait(running, grace: float, drain_delay: float, before_stop: Callable[[], None] = lambda: None) -> int:
+    """Serve until SIGTERM or Ctrl-C, then drain: report NOT_SERVING for ``drain_delay``
+    seconds while still serving (so load balancers move away), refuse new RPCs, give those
+    in flight ``grace`` seconds, cancel the rest and exit. ``before_stop`` lets a backend
+    finish what it was paid for; a watchdog exits the process if anything hangs past that."""
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
     while not stopping.wait(0.5):
         pass
-    logging.info("stopping: in-flight work has %.3g s to finish", grace)
-    watchdog = threading.Timer(grace + 10.0, os._exit, (1,))
+    logging.info("stopping: NOT_SERVING for %.3g s, then in-flight work has %.3g s to finish", drain_delay, grace)
+    watchdog = threading.Timer(drain_delay + grace + 10.0, os._exit, (1,))
     watchdog.daemon = True
     watchdog.start()
+    running.health.enter_graceful_shutdown()
+    time.sleep(drain_delay)
     before_stop()
     running.stop(grace)
     logging.info("stopped")
@@ -258,8 +270,9 @@ def cmd_serve(args) -> int:
     print(f"explainer on {args.host}:{running.port}, metrics on {running.metrics_port}, "
           f"targets: {', '.join(config.targets)}", flush=True)
     grace = config.server.grace_s if args.grace is None else args.grace
+    delay = config.server.drain_delay_s if args.drain_delay is None else args.drain_delay
     try:
-        return _wait(running, grace, servicer.drain)
+        return _wait(running, grace, delay, servicer.drain)
     finally:
         servicer.close()
 
@@ -285,7 +298,7 @@ def cmd_adapter(args) -> int:
     backend = servicer.backend
     print(f"{args.adapter} adapter ({backend.model_id}) on {args.host}:{running.port}, "
           f"metrics on {running.metrics_port}", flush=True)
-    return _wait(running, args.grace, backend.close)
+    return _wait(running, args.grace, args.drain_delay, backend.close)
 
 
 def cmd_explain(args) -> int:

@@ -75,6 +75,7 @@ class ServerSettings:
 
     expose_addresses: bool = False          # show adapter addresses to clients (ListTargets, Explanation)
     grace_s: float = 30.0                   # on SIGTERM, in-flight work gets this long before it is cancelled
+    drain_delay_s: float = 2.0              # on SIGTERM, NOT_SERVING is reported this long before the port closes
     probe_interval_s: float = 5.0           # how often target reachability (readiness) is checked
 
 
@@ -86,7 +87,8 @@ class ExplainerConfig:
 
 
 # Lower bounds of the numeric settings; every other one must be at least 1.
-_MINIMUM = {"max_queued_explanations": 0, "max_queue_wait_s": 0.0, "probe_interval_s": 0.1, "grace_s": 0.0}
+_MINIMUM = {"max_queued_explanations": 0, "max_queue_wait_s": 0.0, "probe_interval_s": 0.1, "grace_s": 0.0,
+            "drain_delay_s": 0.0}
 
 
 def _checked(where: str, key: str, value: Any, default: Any) -> Any:

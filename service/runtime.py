@@ -162,17 +162,19 @@ class ExceptionInterceptor(grpc.ServerInterceptor):
 
     def _refused(self, context, method: str, exc: BaseException, start: float, record: RpcRecord) -> None:
         code, message = status_of(exc)
-        ended = code if context.is_active() else _client_end(context)
+        ended, said = (code, message) if context.is_active() else _client_end(context)
         self._errors.labels(method=method, code=ended.name).inc()
-        _log_line(method, ended, time.perf_counter() - start, record, message)
+        _log_line(method, ended, time.perf_counter() - start, record, said)
         _abort(context, code, message, exc)
 
     def _ended(self, context, method: str, start: float, record: RpcRecord) -> None:
         """Log an RPC that returned normally, or that its client ended (cancel, deadline)."""
-        code = grpc.StatusCode.OK if context.is_active() else _client_end(context)
-        if code != grpc.StatusCode.OK:
-            self._errors.labels(method=method, code=code.name).inc()
-        _log_line(method, code, time.perf_counter() - start, record)
+        if context.is_active():
+            _log_line(method, grpc.StatusCode.OK, time.perf_counter() - start, record)
+            return
+        code, said = _client_end(context)
+        self._errors.labels(method=method, code=code.name).inc()
+        _log_line(method, code, time.perf_counter() - start, record, said)
 
     def _start(self, request, method: str) -> tuple[float, RpcRecord]:
         record = RpcRecord()
@@ -216,10 +218,12 @@ class ExceptionInterceptor(grpc.ServerInterceptor):
         return wrapped
 
 
-def _client_end(context: grpc.ServicerContext) -> grpc.StatusCode:
-    """DEADLINE_EXCEEDED when the RPC's deadline has passed, else CANCELLED (by the client)."""
+def _client_end(context: grpc.ServicerContext) -> tuple[grpc.StatusCode, str]:
+    """How the client ended an RPC: DEADLINE_EXCEEDED once its deadline has passed, else CANCELLED."""
     remaining = context.time_remaining()
-    return grpc.StatusCode.DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else grpc.StatusCode.CANCELLED
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED, "the client's deadline passed"
+    return grpc.StatusCode.CANCELLED, "the client cancelled the call"
 
 
 def _tolerant(deserializer: Optional[Callable[[bytes], Any]]) -> Optional[Callable[[bytes], Any]]:

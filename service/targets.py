@@ -43,6 +43,11 @@ from .wire import add_usage, pack_coalitions, unpack_values
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
 SCORE_PATH = "/multishap.v1.Scorer/Score"
 _PASS_OVER_S = 1.0
+# How long a call waits for a replica to (re)connect once every replica has refused it.
+_RECONNECT_WAIT_S = 3.0
+# Reconnect backoff of the channels to replicas: short, so a restarted adapter is used soon.
+_CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+                    ("grpc.max_reconnect_backoff_ms", 2000)]
 # Characters of an adapter's own message passed on inside ours.
 _ADAPTER_DETAILS_CHARS = 200
 # A target's own credential and configuration errors reach the caller with their codes.
@@ -109,7 +114,7 @@ class Target:
     def __init__(self, config: TargetConfig, max_message_bytes: int = 64 * 1024 * 1024) -> None:
         self.config = config
         options = [("grpc.max_send_message_length", max_message_bytes),
-                   ("grpc.max_receive_message_length", max_message_bytes)]
+                   ("grpc.max_receive_message_length", max_message_bytes)] + _CHANNEL_OPTIONS
         self._channels = [grpc.insecure_channel(a, options=options) for a in config.addresses]
         # Score takes pre-serialised request bytes (see RemoteValueFunction).
         self._calls = {
@@ -139,11 +144,16 @@ class Target:
         return sorted(ring, key=lambda i: self._passed_over[i] > now)
 
     def call(self, method: str, request, control: CallControl):
-        """Call ``method`` on one replica after another until one answers."""
+        """Call ``method`` on one replica after another until one answers; when none does,
+        wait up to ``_RECONNECT_WAIT_S`` for the first to (re)connect before giving up, so a
+        replica that has just come up is not refused for its channel's reconnect backoff."""
         failures = []
-        for i in self._order():
+        order = self._order()
+        attempts = [(i, False) for i in order] + [(order[0], True)]
+        for i, wait in attempts:
             control.check()
-            future = self._calls[method][i].future(request, timeout=control.timeout(self.config.timeout_s))
+            timeout = control.timeout(min(self.config.timeout_s, _RECONNECT_WAIT_S) if wait else self.config.timeout_s)
+            future = self._calls[method][i].future(request, timeout=timeout, wait_for_ready=wait)
             try:
                 with control.track(future):
                     return future.result()
@@ -153,10 +163,11 @@ class Target:
             except grpc.RpcError as err:
                 control.check()
                 code = err.code()
-                if code in RETRYABLE:
+                if code in RETRYABLE or (wait and code == grpc.StatusCode.DEADLINE_EXCEEDED):
                     with self._lock:
                         self._passed_over[i] = time.monotonic() + _PASS_OVER_S
-                    failures.append(f"replica {i + 1}: {code.name} {_details(err, self.config.addresses)}")
+                    if not wait:
+                        failures.append(f"replica {i + 1}: {code.name} {_details(err, self.config.addresses)}")
                     continue
                 raise self._translate(err) from None
         control.check()

@@ -355,7 +355,7 @@ def test_sigterm_drains_a_busy_explainer_and_exits():
 
     adapter_port, port = free_port(), free_port()
     adapter = cli_process("adapter", "synthetic", "--port", str(adapter_port), "--metrics-port", "-1")
-    server = cli_process("serve", "--port", str(port), "--metrics-port", "-1", "--grace", "1",
+    server = cli_process("serve", "--port", str(port), "--metrics-port", "-1", "--grace", "1", "--drain-delay", "1",
                          env={"MULTISHAP_TARGETS": f"syn=127.0.0.1:{adapter_port}"})
     try:
         wait_serving(f"127.0.0.1:{adapter_port}", adapter)
@@ -365,12 +365,28 @@ def test_sigterm_drains_a_busy_explainer_and_exits():
                 explain_request(instance=big_game(), method="kernel", budget=20_000), timeout=120)
             next(call)
             server.send_signal(signal.SIGTERM)
+            health = health_pb2_grpc.HealthStub(channel)
+            stop = time.monotonic() + 1
+            while health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                assert time.monotonic() < stop
+                time.sleep(0.05)
             err = refusal(call)
             assert err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
         assert server.wait(timeout=20) == 0
-        assert "stopping: in-flight work has 1 s to finish" in server.stderr.read()
+        assert "stopping: NOT_SERVING for 1 s, then in-flight work has 1 s to finish" in server.stderr.read()
     finally:
         for proc in (server, adapter):
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+
+
+def test_an_adapter_that_comes_up_after_the_explainer_is_used_at_once():
+    port = free_port()
+    with explainer({"syn": [f"127.0.0.1:{port}"]}) as (_, stub, _):
+        time.sleep(1.5)  # the explainer's first connection attempts were refused: its channel is backing off
+        adapter, _ = serve_adapter(SyntheticBackend(), port=port, metrics_port=None)
+        try:
+            assert list(stub.Explain(explain_request(budget=300), timeout=30))[-1].explanation.evaluations <= 300
+        finally:
+            adapter.stop(None)

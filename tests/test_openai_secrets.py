@@ -23,6 +23,7 @@ import pytest
 
 from multishap.adapters.openai import EndpointConfig, OpenAIOptions, RetryPolicy, ScoringOptions
 from multishap.adapters.openai.retry import Redactor
+from multishap.service.errors import ResourceExhausted
 from multishap.service.wire import pack_coalitions, unpack_values
 from multishap.v1 import explainer_pb2, scorer_pb2, scorer_pb2_grpc
 from openai_env import KEY, instance, openai_adapter, simulator
@@ -144,8 +145,9 @@ def test_the_cli_adapter_refuses_a_key_no_header_can_carry_without_quoting_it(tm
     where = "OPENAI_API_KEY" if source == "env" else f"--api-key-file {key_file}"
     done = subprocess.run(cli_args("http://127.0.0.1:9/v1", tmp_path / "c.sqlite", *options), env=cli_env(env_key),
                           capture_output=True, text=True, timeout=30)
-    assert done.returncode != 0 and done.stdout == ""
-    assert done.stderr.strip().splitlines()[-1].startswith(f"the API key from {where} contains {flaw} of ")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode != 0 and done.stdout == "" and len(lines) == 1
+    assert lines[0].startswith(f"the API key from {where} contains {flaw} of ")
     assert_absent((KEY[:12], KEY[12:]), done.stderr)
 
 
@@ -167,6 +169,8 @@ def test_the_redactor_catches_every_form_a_credential_travels_in():
                  f"Authorization: Basic {basic('user', PASSWORD)}", f"GET /v1?key={TOKEN}", PASSWORD):
         assert_absent((KEY, PASSWORD, TOKEN, basic("user", PASSWORD)), redact(text))
         assert "[redacted]" in redact(text)
+    scrubbed = redact.scrub(ResourceExhausted(f"refused with ?key={TOKEN}", retry_after=2.0))
+    assert str(scrubbed) == "refused with ?key=[redacted]" and scrubbed.retry_after == 2.0
 
 
 # -- credentials in the base URL ---------------------------------------------------------

@@ -79,3 +79,10 @@ def bad(kind):
 def test_bad_value_functions(kind, message, method):
     with pytest.raises(ValueError, match=message):
         estimate_interactions(bad(kind), 3, 3, method=method, budget=64 if method == "exact" else 2_000)
+
+
+def test_games_past_the_float64_range_of_the_size_weights_are_refused():
+    from multishap.service.estimators import MAX_PLAYERS, estimate_interactions
+
+    with pytest.raises(ValueError, match=f"at most {MAX_PLAYERS} players; this game has 1030"):
+        estimate_interactions(lambda masks: np.zeros(len(masks)), 1000, 30, method="kernel")

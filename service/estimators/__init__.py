@@ -32,11 +32,16 @@ METHODS = ("auto", "exact", "multishap", "kernel")
 INDICES = ("SII", "BII")
 # Largest game "auto" solves by enumeration when the budget covers every coalition.
 AUTO_EXACT_PLAYERS = 20
+# Largest game any estimator takes: beyond about 1000 players the binomial coefficients of
+# the size distributions overflow float64.
+MAX_PLAYERS = 1000
 
 
 def _check_common(value_fn: object, m: object, n: object, index: object, max_batch: object) -> tuple[int, int, int]:
     check_value_fn(value_fn)
     m, n = check_game_size(m, n)
+    if m + n > MAX_PLAYERS:
+        raise ValueError(f"the estimators take at most {MAX_PLAYERS} players; this game has {m + n}")
     if index not in INDICES:
         raise ValueError(f"index must be one of {INDICES}; got {index!r}")
     return m, n, check_int("max_batch", max_batch, 1, " (rows per value_fn call)")
