@@ -109,10 +109,6 @@ class ScoringBackend(ABC):
             return ScoreResult(np.zeros(len(masks)))
         return ScoreResult(self.score(instance, masks))
 
-    def instance_bytes(self, instance: PreparedInstance) -> int:
-        """Memory a prepared instance holds beyond its decoded image (for the cache's byte bound)."""
-        return 0
-
     def close(self) -> None:
         """Finish work in flight and release resources (nothing by default)."""
 
@@ -221,7 +217,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
         if not prepared.tokens:
             raise InvalidArgument("the text has no tokens to explain")
         check_players(prepared.num_patches, len(prepared.tokens), self.limits)
-        self._cache.put(key, prepared, prepared.decoded.image.nbytes + self.backend.instance_bytes(prepared))
+        self._cache.put(key, prepared, prepared.decoded.image.nbytes)
         return prepared
 
     def _check_parameters(self, parameters: Mapping[str, str]) -> None:

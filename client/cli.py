@@ -183,11 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _wait(running, grace: float, drain_delay: float, before_stop: Callable[[], None] = lambda: None) -> int:
+def _wait(running, grace: float, drain_delay: float, before_stop: Callable[[], None] = lambda: None,
+          after_stop: Callable[[], None] = lambda: None) -> int:
     """Serve until SIGTERM or Ctrl-C, then drain: report NOT_SERVING for ``drain_delay``
-    seconds while still serving (so load balancers move away), refuse new RPCs, give those
-    in flight ``grace`` seconds, cancel the rest and exit. ``before_stop`` lets a backend
-    finish what it was paid for; a watchdog exits the process if anything hangs past that."""
+    seconds while still serving (so load balancers move away), call ``before_stop`` (the
+    explainer refuses its queue), refuse new RPCs, give those in flight ``grace`` seconds,
+    cancel the rest, call ``after_stop`` (a backend finishes and stores what it was paid
+    for) and exit; a watchdog exits the process if anything hangs past that."""
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
@@ -201,6 +203,7 @@ def _wait(running, grace: float, drain_delay: float, before_stop: Callable[[], N
     time.sleep(drain_delay)
     before_stop()
     running.stop(grace)
+    after_stop()
     logging.info("stopped")
     return 0
 
@@ -298,7 +301,7 @@ def cmd_adapter(args) -> int:
     backend = servicer.backend
     print(f"{args.adapter} adapter ({backend.model_id}) on {args.host}:{running.port}, "
           f"metrics on {running.metrics_port}", flush=True)
-    return _wait(running, args.grace, args.drain_delay, backend.close)
+    return _wait(running, args.grace, args.drain_delay, after_stop=backend.close)
 
 
 def cmd_explain(args) -> int:

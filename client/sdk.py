@@ -14,7 +14,6 @@ call's timeout.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import hashlib
 import json
 import os
@@ -474,7 +473,13 @@ class ResultsFile:
 
 @contextmanager
 def exclusive(path: Path) -> Iterator[None]:
-    """Hold ``path``.lock so two runs never append to, and rewrite, one results file at once."""
+    """Hold ``path``.lock so two runs never append to, and rewrite, one results file at once
+    (an advisory POSIX lock; where there is none, as on Windows, nothing is locked)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
     with open(path.with_name(path.name + ".lock"), "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

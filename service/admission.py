@@ -35,10 +35,6 @@ class Admission:
         self._closed = False
 
     @property
-    def active(self) -> int:
-        return self._active
-
-    @property
     def waiting(self) -> int:
         return len(self._waiting)
 

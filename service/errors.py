@@ -16,10 +16,14 @@ import grpc
 ECHO_CHARS = 80
 
 
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, the last one "…" when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def shown(value: object, limit: int = ECHO_CHARS) -> str:
-    """``repr(value)`` cut to ``limit`` characters (then "…"): how messages quote caller input."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "…"
+    """``repr(value)`` cut to ``limit`` characters: how messages quote caller input."""
+    return clip(repr(value), limit)
 
 
 class ServiceError(Exception):

@@ -1,7 +1,8 @@
 """The Explainer service: thin servicers over the library, scoring through targets.
 
-Every field of a request is checked before any work (:mod:`.request_checks`), then the
-request waits for a slot (:mod:`.admission`). Each Explain or Faithfulness call runs its
+Every field of a request is checked before it waits for a slot (:mod:`.admission`), the
+described game's size once the target has described it, before any scoring
+(:mod:`.request_checks`). Each Explain or Faithfulness call runs its
 computation in a worker thread whose value function is a target's Score calls; the RPC
 streams progress events while it runs, then the result. When the client cancels or its
 deadline passes, gRPC's termination callback stops the computation at its next checkpoint
@@ -18,7 +19,7 @@ from typing import Callable, Iterator, Optional
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from multishap.v1 import common_pb2, explainer_pb2, explainer_pb2_grpc
+from multishap.v1 import common_pb2, explainer_pb2, explainer_pb2_grpc, scorer_pb2
 
 from .admission import Admission
 from .config import ExplainerConfig
@@ -95,7 +96,7 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
         check_instance_fields(instance, self.limits)
         image_size(instance.image, self.limits.max_image_pixels)
 
-    def _describe(self, target: Target, instance: common_pb2.Instance, control: CallControl):
+    def _describe(self, target: Target, instance: common_pb2.Instance, control: CallControl) -> scorer_pb2.Players:
         """The target's players, refused when the game is over the player limits."""
         players = target.describe(instance, control)
         check_players(players.grid.rows * players.grid.cols, len(players.tokens), self.limits)
@@ -105,7 +106,8 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
         """Run ``work`` in a thread once a slot is free; yield Progress messages, then its result."""
         remaining = context.time_remaining()
         control = CallControl(None if remaining is None else time.monotonic() + remaining)
-        context.add_callback(control.cancel)
+        if not context.add_callback(control.cancel):
+            control.cancel()  # the RPC has already ended
         with self.admission.slot(control.deadline, lambda: control.cancelled):
             yield from self._run(control, work)
 
@@ -289,7 +291,12 @@ def serve_explainer(
     except BaseException:
         bound.close()
         raise
-    running = bound.start(lambda server: explainer_pb2_grpc.add_ExplainerServicer_to_server(servicer, server),
-                          [EXPLAINER_SERVICE])
+    try:
+        running = bound.start(lambda server: explainer_pb2_grpc.add_ExplainerServicer_to_server(servicer, server),
+                              [EXPLAINER_SERVICE])
+    except BaseException:
+        servicer.close()
+        bound.close()
+        raise
     servicer.readiness.attach(running.health)
     return running, servicer

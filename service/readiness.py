@@ -3,7 +3,8 @@
 The service name ``multishap.v1.Explainer`` is SERVING while at least one target has a
 replica that answers its health check (readiness), and ``multishap.target.<name>`` says the
 same of each target; the empty service name stays SERVING while the process runs
-(liveness). ListTargets reads the last probe instead of probing on the caller's time.
+(liveness) until shutdown, when every name turns NOT_SERVING. ListTargets reads the last
+probe instead of probing on the caller's time.
 """
 
 from __future__ import annotations

@@ -1,17 +1,21 @@
-"""Checks of every field a request carries, run before any work: each failure is a
-ServiceError whose sentence names the field, what it must be and, for limits, the limit's
-configuration key and value. Caller values are quoted only through ``shown`` (capped)."""
+"""Checks of every field a request carries: each failure is a ServiceError whose sentence
+names the field, what it must be and, for limits, the limit's configuration key and value.
+Everything but the described game's size is checked before the request takes a slot; the
+token and player counts (and given token scores) once the target has described the
+instance, before any scoring. Caller values are quoted only through ``shown`` (capped)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
-from multishap.v1 import common_pb2
+from multishap.v1 import common_pb2, explainer_pb2
 
 from .config import Limits
 from .errors import InvalidArgument, ResourceExhausted, shown
 from .estimators import INDICES, METHODS
+from .validation import check_grid
 
 BUILT_IN_EXPLAINERS = ("multishap", "random", "shapley")
 DEFAULT_STEPS = 10
@@ -26,11 +30,10 @@ def _over(subject: str, key: str, limit: int) -> ResourceExhausted:
     return ResourceExhausted(f"{subject}, over this server's limit {key} = {limit}")
 
 
-def check_grid(grid: common_pb2.Grid, limits: Limits) -> None:
+def check_grid_limits(grid: common_pb2.Grid, limits: Limits) -> None:
     """Rows and columns each in 1..max_grid_side, and rows x cols at most max_patches."""
     rows, cols = grid.rows, grid.cols
-    if rows < 1 or cols < 1:
-        raise InvalidArgument(f"the patch grid must have at least 1 row and 1 column; got {rows}x{cols}")
+    check_grid(rows, cols)
     if max(rows, cols) > limits.max_grid_side:
         raise _over(f"the patch grid {rows}x{cols} has a side of {max(rows, cols)}", "max_grid_side",
                     limits.max_grid_side)
@@ -47,7 +50,7 @@ def check_instance_fields(instance: common_pb2.Instance, limits: Limits) -> None
     if len(instance.target) > limits.max_text_chars:
         raise _over(f"the target answer has {len(instance.target)} characters", "max_text_chars",
                     limits.max_text_chars)
-    check_grid(instance.grid, limits)
+    check_grid_limits(instance.grid, limits)
     _check_masking(instance.masking)
     params = instance.parameters
     if len(params) > limits.max_parameters:
@@ -134,8 +137,9 @@ class FaithfulnessOptions:
     budget: int
 
 
-def faithfulness_options(request, limits: Limits) -> FaithfulnessOptions:
-    """Explainer, steps, chunks, eps, budget and given scores of a FaithfulnessRequest, checked."""
+def faithfulness_options(request: explainer_pb2.FaithfulnessRequest, limits: Limits) -> FaithfulnessOptions:
+    """Explainer, steps, chunks, eps, budget and given scores of a FaithfulnessRequest, checked
+    (the token scores' count against the target's tokens only once it has described them)."""
     given = bool(request.patch_scores or request.token_scores)
     for name in ("patch_scores", "token_scores"):
         scores = getattr(request, name)
@@ -143,6 +147,10 @@ def faithfulness_options(request, limits: Limits) -> FaithfulnessOptions:
             raise _over(f"{name} has {len(scores)} values", "max_scores", limits.max_scores)
         if not all(math.isfinite(s) for s in scores):
             raise InvalidArgument(f"{name} contains NaN or infinity; every score must be finite")
+    patches = request.instance.grid.rows * request.instance.grid.cols
+    if given and len(request.patch_scores) != patches:
+        raise InvalidArgument(f"the {request.instance.grid.rows}x{request.instance.grid.cols} grid has {patches} "
+                              f"patches, but the request gives {len(request.patch_scores)} patch scores")
     explainer = "" if given else _choice("explainer", request.explainer, BUILT_IN_EXPLAINERS, "multishap")
     steps = request.steps or DEFAULT_STEPS
     if steps > limits.max_steps:
@@ -161,7 +169,8 @@ def faithfulness_options(request, limits: Limits) -> FaithfulnessOptions:
                                budget=check_budget(request.budget, limits))
 
 
-def check_scores_match(patch_scores, token_scores, num_patches: int, num_tokens: int) -> None:
+def check_scores_match(patch_scores: Sequence[float], token_scores: Sequence[float], num_patches: int,
+                       num_tokens: int) -> None:
     """Given scores must have one value per patch and one per token of the described game."""
     if len(patch_scores) != num_patches or len(token_scores) != num_tokens:
         raise InvalidArgument(f"the instance has {num_patches} patches and {num_tokens} tokens, but the request "

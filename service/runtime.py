@@ -36,7 +36,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from .errors import ServiceError, UndecodableRequest
+from .errors import ServiceError, UndecodableRequest, clip
 
 log = logging.getLogger("multishap")
 
@@ -53,16 +53,12 @@ class _Undecodable:
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and caller-safe message for an exception raised by a handler."""
     if isinstance(exc, ServiceError):
-        return exc.code, _capped(str(exc))
+        return exc.code, clip(str(exc), MAX_DETAILS_CHARS)
     if isinstance(exc, ValueError):
-        return grpc.StatusCode.INVALID_ARGUMENT, _capped(str(exc))
+        return grpc.StatusCode.INVALID_ARGUMENT, clip(str(exc), MAX_DETAILS_CHARS)
     incident = uuid.uuid4().hex[:12]
     _TRACEBACKS.log(f"internal error {incident}", exc)
     return grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); the server log has the details"
-
-
-def _capped(message: str) -> str:
-    return message if len(message) <= MAX_DETAILS_CHARS else message[: MAX_DETAILS_CHARS - 1] + "…"
 
 
 class _RateLimitedTracebacks:
@@ -116,7 +112,7 @@ def _log_line(method: str, code: grpc.StatusCode, seconds: float, record: RpcRec
     parts = [f"rpc method={method}", f"code={code.name}", f"seconds={seconds:.3f}"]
     parts += [f"{k}={v}" for k, v in record.fields.items()]
     if details:
-        parts.append(f"details={details[:160]!r}")
+        parts.append(f"details={clip(details, 160)!r}")
     level = logging.DEBUG if method in _QUIET and code == grpc.StatusCode.OK else logging.INFO
     log.log(level, " ".join(parts))
 

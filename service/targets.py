@@ -37,6 +37,7 @@ from .errors import (
     TargetFailed,
     Unauthenticated,
     Unavailable,
+    clip,
 )
 from .wire import add_usage, pack_coalitions, unpack_values
 
@@ -144,37 +145,63 @@ class Target:
         return sorted(ring, key=lambda i: self._passed_over[i] > now)
 
     def call(self, method: str, request, control: CallControl):
-        """Call ``method`` on one replica after another until one answers; when none does,
-        wait up to ``_RECONNECT_WAIT_S`` for the first to (re)connect before giving up, so a
-        replica that has just come up is not refused for its channel's reconnect backoff."""
-        failures = []
+        """Call ``method`` on one replica after another until one answers. When every replica
+        refused the connection, wait up to ``_RECONNECT_WAIT_S`` for one to (re)connect and
+        try it once more, so a replica that has just come up is not missed for its channel's
+        reconnect backoff."""
+        failures: list[str] = []
         order = self._order()
-        attempts = [(i, False) for i in order] + [(order[0], True)]
-        for i, wait in attempts:
-            control.check()
-            timeout = control.timeout(min(self.config.timeout_s, _RECONNECT_WAIT_S) if wait else self.config.timeout_s)
-            future = self._calls[method][i].future(request, timeout=timeout, wait_for_ready=wait)
-            try:
-                with control.track(future):
-                    return future.result()
-            except grpc.FutureCancelledError:
-                control.check()
-                raise
-            except grpc.RpcError as err:
-                control.check()
-                code = err.code()
-                if code in RETRYABLE or (wait and code == grpc.StatusCode.DEADLINE_EXCEEDED):
-                    with self._lock:
-                        self._passed_over[i] = time.monotonic() + _PASS_OVER_S
-                    if not wait:
-                        failures.append(f"replica {i + 1}: {code.name} {_details(err, self.config.addresses)}")
-                    continue
-                raise self._translate(err) from None
+        for i in order:
+            reply = self._attempt(method, request, control, i, failures)
+            if reply is not None:
+                return reply
+        if len(failures) == len(order) and all(" UNAVAILABLE " in f" {f} " for f in failures):
+            i = self._first_ready(order, control)
+            if i is not None:
+                reply = self._attempt(method, request, control, i, [])
+                if reply is not None:
+                    return reply
         control.check()
         raise Unavailable(
             f"target {self.name!r} is unavailable: none of its {len(self._channels)} replicas answered "
             f"({'; '.join(failures)})"
         )
+
+    def _attempt(self, method: str, request, control: CallControl, i: int, failures: list[str]):
+        """One call to replica ``i``: its reply, or None after a retryable failure (noted in ``failures``)."""
+        control.check()
+        future = self._calls[method][i].future(request, timeout=control.timeout(self.config.timeout_s))
+        try:
+            with control.track(future):
+                return future.result()
+        except grpc.FutureCancelledError:
+            control.check()
+            raise
+        except grpc.RpcError as err:
+            control.check()
+            code = err.code()
+            if code not in RETRYABLE:
+                raise self._translate(err) from None
+            with self._lock:
+                self._passed_over[i] = time.monotonic() + _PASS_OVER_S
+            failures.append(f"replica {i + 1}: {code.name} {_details(err, self.config.addresses)}")
+            return None
+
+    def _first_ready(self, order: list[int], control: CallControl) -> Optional[int]:
+        """The first replica whose channel becomes ready within the reconnect wait, or None."""
+        readies = [grpc.channel_ready_future(self._channels[i]) for i in order]
+        stop = time.monotonic() + control.timeout(_RECONNECT_WAIT_S)
+        try:
+            while time.monotonic() < stop:
+                control.check()
+                for i, ready in zip(order, readies):
+                    if ready.done():
+                        return i
+                time.sleep(0.02)
+            return None
+        finally:
+            for ready in readies:
+                ready.cancel()
 
     def probe(self, timeout: float = 1.0) -> bool:
         """Whether any replica answers a health check with SERVING; kept in ``reachable``."""
@@ -226,8 +253,12 @@ def _details(err: grpc.RpcError, addresses: tuple[str, ...]) -> str:
     (those stay server-side): it is quoted inside ours."""
     details = _PEER.sub("<replica>", err.details() or "")
     for address in addresses:
-        details = details.replace(address, "<replica>")
-    return details if len(details) <= _ADAPTER_DETAILS_CHARS else details[: _ADAPTER_DETAILS_CHARS - 1] + "…"
+        bare = address.split("://", 1)[-1].lstrip("/")
+        host = bare.rsplit(":", 1)[0] if ":" in bare else bare
+        for form in (address, bare, host):
+            if form:
+                details = details.replace(form, "<replica>")
+    return clip(details, _ADAPTER_DETAILS_CHARS)
 
 
 class RemoteValueFunction:

@@ -233,4 +233,4 @@ def test_faithfulness_rpc_matches_the_library(service):
         list(stub.Faithfulness(explainer_pb2.FaithfulnessRequest(target="syn", instance=instance(),
                                                                  patch_scores=[1.0], token_scores=b), timeout=60))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "the instance has 9 patches and 6 tokens, but the request gives 1 patch scores" in err.value.details()
+    assert "the 3x3 grid has 9 patches, but the request gives 1 patch scores" in err.value.details()

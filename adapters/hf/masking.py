@@ -16,7 +16,7 @@ from PIL import Image
 
 from multishap.adapters.base import DecodedInstance
 from multishap.adapters.pixels import baseline_array, patch_map, resized
-from multishap.service.errors import InvalidArgument
+from multishap.service.errors import InvalidArgument, shown
 from multishap.v1 import common_pb2
 
 def to_tensor(image) -> torch.Tensor:
@@ -65,7 +65,7 @@ def text_layout(tokenizer, text: str, text_mask: str, max_length: int) -> tuple[
     full = tokenizer(text)["input_ids"]
     players = [i for i in tokenizer(text, add_special_tokens=False)["input_ids"] if i not in special]
     if not players:
-        raise InvalidArgument(f"the text {text!r} has no tokens once special tokens are removed")
+        raise InvalidArgument(f"the text {shown(text)} has no tokens once special tokens are removed")
     if len(full) > max_length:
         raise InvalidArgument(f"the text has {len(full)} tokens; this model reads at most {max_length}")
     first = next(k for k, i in enumerate(full) if i not in special)

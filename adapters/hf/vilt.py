@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from multishap.adapters.base import DecodedInstance, PreparedInstance
-from multishap.service.errors import InvalidArgument
+from multishap.service.errors import InvalidArgument, shown
 from multishap.v1 import common_pb2
 
 from .joint import JointModelBackend
@@ -47,7 +47,7 @@ class ViltBackend(JointModelBackend):
     def prepare(self, instance: DecodedInstance) -> PreparedInstance:
         if instance.target not in self.answers:
             examples = ", ".join(repr(a) for a in list(self.answers)[:5])
-            raise InvalidArgument(f"the target answer {instance.target!r} is not one of the model's "
+            raise InvalidArgument(f"the target answer {shown(instance.target)} is not one of the model's "
                                   f"{len(self.answers)} answers (for example {examples})")
         inputs, tokens = masked_inputs(instance, self.image_size, self.mean.view(3), self.tokenizer,
                                        common_pb2.IMAGE_BASELINE_ZERO, self.max_text_tokens)

@@ -18,7 +18,7 @@ import torch
 
 from multishap.adapters.base import DecodedInstance, PreparedInstance
 from multishap.adapters.pixels import resized
-from multishap.service.errors import InvalidArgument
+from multishap.service.errors import InvalidArgument, shown
 from multishap.v1 import common_pb2
 
 from .joint import JointModelBackend
@@ -63,7 +63,7 @@ class VlmBackend(JointModelBackend):
         inside = [k for k, (a, b) in enumerate(encoded["offset_mapping"])
                   if a >= start and b <= end and b > a and ids[k] not in special]
         if not inside:
-            raise InvalidArgument(f"the text {text!r} has no tokens once template and special tokens are removed")
+            raise InvalidArgument(f"the text {shown(text)} has no tokens once template and special tokens are removed")
         first, last = inside[0], inside[-1]
         answer_ids = self.tokenizer(" " + answer, add_special_tokens=False)["input_ids"]
         replacement = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id

@@ -19,7 +19,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from multishap.adapters.base import DecodedInstance, PreparedInstance, ScoreCall, ScoreResult, ScoringBackend
-from multishap.service.errors import InvalidArgument
+from multishap.service.errors import InvalidArgument, shown
 from multishap.v1 import common_pb2
 
 from .cache import ScoreCache
@@ -109,7 +109,7 @@ class OpenAIBackend(ScoringBackend):
             raise InvalidArgument("the instance has no target answer: give the answer whose probability is explained")
         if not scoring.prompt_logprobs and not scoring.target_token_ids and len(target.split()) > 1:
             raise InvalidArgument(
-                f"the target {target!r} has more than one word, but top log-probabilities score only the first "
+                f"the target {shown(target)} has more than one word, but top log-probabilities score only the first "
                 "answer token: give a one-word target, or run the adapter with --prompt-logprobs (vLLM)"
             )
         renderer = Renderer(instance, self.options.render)

@@ -24,6 +24,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from multishap.service.errors import shown
+
 MATCHES = ("normalized", "exact")
 SCORES = ("prob", "logprob")
 TOKEN_ID_PREFIX = "token_id:"
@@ -133,7 +135,7 @@ def prompt_logprob(tail: tuple[tuple[str, float], ...], target: str) -> float:
         if len(text.strip()) > len(wanted):
             break
     raise UnusableAnswer(
-        f"the prompt's last tokens {''.join(t for t, _ in tail)!r} do not end with the target {target!r}: "
+        f"the prompt's last tokens {shown(''.join(t for t, _ in tail))} do not end with the target {shown(target)}: "
         "the server's chat template must leave the assistant's answer open (continue_final_message)"
     )
 
