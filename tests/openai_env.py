@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -82,3 +85,34 @@ def openai_adapter(opts: OpenAIOptions):
 
 def with_scoring(opts: OpenAIOptions, **changes) -> OpenAIOptions:
     return replace(opts, scoring=replace(opts.scoring, **changes))
+
+
+def cli_env(key: Optional[str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    env.update(MULTISHAP_PORT="0", MULTISHAP_METRICS_PORT="-1")
+    if key is not None:
+        env["OPENAI_API_KEY"] = key
+    return env
+
+
+def cli_args(base_url: str, cache: Path, *options: str) -> list[str]:
+    return [sys.executable, "-m", "multishap.client.cli", "adapter", "openai", "--base-url", base_url,
+            "--model", "sim-vlm", "--cache", str(cache), "--score", "logprob", "--timeout", "2", *options]
+
+
+@contextmanager
+def cli_adapter(base_url: str, cache: Path, key: Optional[str], *options: str):
+    """``multishap adapter openai`` as a process; yields its start-up line and address, then its output
+    and exit code."""
+    log = cache.with_suffix(".log")
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(cli_args(base_url, cache, *options), env=cli_env(key), stdout=subprocess.PIPE,
+                                stderr=stderr, text=True)
+    run = {"line": proc.stdout.readline()}
+    run["address"] = run["line"].split(" on ")[1].split(",")[0]
+    try:
+        yield run
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+        run.update(out=run["line"] + out, err=log.read_text(), code=proc.returncode)

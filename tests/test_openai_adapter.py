@@ -8,14 +8,9 @@ this adapter must equal Phi through the synthetic adapter.
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
-from contextlib import contextmanager
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -26,7 +21,8 @@ from multishap.adapters.openai.simulator import FaultPlan
 from multishap.adapters.synthetic.backend import SyntheticBackend
 from multishap.service.wire import matrix_from_proto, pack_coalitions, unpack_values
 from multishap.v1 import explainer_pb2, scorer_pb2, scorer_pb2_grpc
-from openai_env import KEY, game_for, instance, openai_adapter, options, shift_for, simulator, synthetic, with_scoring
+from openai_env import (KEY, cli_adapter, game_for, instance, openai_adapter, options, shift_for, simulator,
+                        synthetic, with_scoring)
 from servers import adapters, explainer
 
 
@@ -341,30 +337,10 @@ def test_metrics_count_requests_retries_tokens_and_cache(tmp_path):
     assert value("multishap_openai_request_seconds_count") == len(sim.traffic.arrivals)
 
 
-@contextmanager
-def cli_adapter(sim, key: str, cache, *options: str):
-    """``multishap adapter openai`` as a process; yields a dict with its address, then its output and exit code."""
-    env = dict(os.environ, OPENAI_API_KEY=key, MULTISHAP_PORT="0", MULTISHAP_METRICS_PORT="-1")
-    log = Path(cache).with_suffix(".log")
-    with log.open("w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "multishap.client.cli", "adapter", "openai", "--base-url", sim.base_url,
-             "--model", "sim-vlm", "--cache", str(cache), "--score", "logprob", *options],
-            env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
-    started = {"line": proc.stdout.readline()}
-    started["address"] = started["line"].split(" on ")[1].split(",")[0]
-    try:
-        yield started
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=30)
-        started.update(out=started["line"] + out, err=log.read_text(), code=proc.returncode)
-
-
 def test_cli_adapter_never_prints_the_key(tmp_path):
     inst = instance()
     wrong = "sk-cli-secret-9876543210"
-    with simulator(inst) as sim, cli_adapter(sim, wrong, tmp_path / "c.sqlite", "--timeout", "2") as run:
+    with simulator(inst) as sim, cli_adapter(sim.base_url, tmp_path / "c.sqlite", wrong) as run:
         with grpc.insecure_channel(run["address"]) as channel, pytest.raises(grpc.RpcError) as info:
             score(scorer_pb2_grpc.ScorerStub(channel), inst, all_masks(10)[:3])
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -381,7 +357,7 @@ def test_cli_dry_run_then_explain_through_the_cli_adapter(tmp_path, monkeypatch,
     image.write_bytes(inst.image)
     prices = tmp_path / "prices.toml"
     prices.write_text('[models."sim-vlm"]\ninput = 1.0\noutput = 2.0\n')
-    with simulator(inst) as sim, cli_adapter(sim, KEY, tmp_path / "c.sqlite", "--prices", str(prices),
+    with simulator(inst) as sim, cli_adapter(sim.base_url, tmp_path / "c.sqlite", KEY, "--prices", str(prices),
                                             "--rpm", "6000", "--max-cost", "5") as run, \
             explainer({"api": [run["address"]]}) as (running, _, _):
         monkeypatch.setenv("MULTISHAP_ADDRESS", running.address)

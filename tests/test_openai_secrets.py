@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import socket
 import subprocess
-import sys
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 import grpc
 import numpy as np
@@ -26,7 +22,7 @@ from multishap.adapters.openai.retry import Redactor
 from multishap.service.errors import ResourceExhausted
 from multishap.service.wire import pack_coalitions, unpack_values
 from multishap.v1 import explainer_pb2, scorer_pb2, scorer_pb2_grpc
-from openai_env import KEY, instance, openai_adapter, simulator
+from openai_env import KEY, cli_adapter, cli_args, cli_env, instance, openai_adapter, simulator
 from servers import explainer
 
 PASSWORD = "hunter2-secret-pw"
@@ -73,36 +69,6 @@ def assert_absent(secrets: tuple[str, ...], *texts: str) -> None:
     for text in texts:
         for secret in secrets:
             assert secret not in text
-
-
-def cli_env(key: Optional[str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    env.update(MULTISHAP_PORT="0", MULTISHAP_METRICS_PORT="-1")
-    if key is not None:
-        env["OPENAI_API_KEY"] = key
-    return env
-
-
-def cli_args(base_url: str, cache: Path, *options: str) -> list[str]:
-    return [sys.executable, "-m", "multishap.client.cli", "adapter", "openai", "--base-url", base_url,
-            "--model", "sim-vlm", "--cache", str(cache), "--score", "logprob", "--timeout", "2", *options]
-
-
-@contextmanager
-def cli_adapter(base_url: str, cache: Path, key: Optional[str], *options: str):
-    """``multishap adapter openai`` as a process; yields its start-up line and address, then its output."""
-    log = cache.with_suffix(".log")
-    with log.open("w") as stderr:
-        proc = subprocess.Popen(cli_args(base_url, cache, *options), env=cli_env(key), stdout=subprocess.PIPE,
-                                stderr=stderr, text=True)
-    run = {"line": proc.stdout.readline()}
-    run["address"] = run["line"].split(" on ")[1].split(",")[0]
-    try:
-        yield run
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=30)
-        run.update(out=run["line"] + out, err=log.read_text())
 
 
 # -- the API key -------------------------------------------------------------------------
