@@ -286,16 +286,14 @@ def serve_explainer(
     limits = config.limits
     workers = limits.max_concurrent_explanations + limits.max_queued_explanations + SPARE_RPC_THREADS
     bound = bind_server(registry, host, port, metrics_port, workers, limits.max_message_bytes)
+    servicer = None
     try:
         servicer = ExplainerServicer(config, registry)
-    except BaseException:
-        bound.close()
-        raise
-    try:
         running = bound.start(lambda server: explainer_pb2_grpc.add_ExplainerServicer_to_server(servicer, server),
                               [EXPLAINER_SERVICE])
     except BaseException:
-        servicer.close()
+        if servicer is not None:
+            servicer.close()
         bound.close()
         raise
     servicer.readiness.attach(running.health)

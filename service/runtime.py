@@ -172,18 +172,11 @@ class ExceptionInterceptor(grpc.ServerInterceptor):
         self._errors.labels(method=method, code=code.name).inc()
         _log_line(method, code, time.perf_counter() - start, record, said)
 
-    def _start(self, request, method: str) -> tuple[float, RpcRecord]:
-        record = RpcRecord()
-        _current.set(record)
-        if isinstance(request, _Undecodable):
-            raise UndecodableRequest(method)
-        return time.perf_counter(), record
-
     def _wrap_unary(self, fn: Callable, method: str) -> Callable:
         def wrapped(request, context):
-            start, record = time.perf_counter(), RpcRecord()
+            start, record = _begin()
             try:
-                start, record = self._start(request, method)
+                _check_decoded(request, method)
                 reply = fn(request, context)
             except Exception as exc:  # noqa: BLE001 - every error becomes a status
                 if isinstance(exc, grpc.RpcError) and context.code() is not None:
@@ -196,9 +189,9 @@ class ExceptionInterceptor(grpc.ServerInterceptor):
 
     def _wrap_stream(self, fn: Callable, method: str) -> Callable:
         def wrapped(request, context):
-            start, record = time.perf_counter(), RpcRecord()
+            start, record = _begin()
             try:
-                start, record = self._start(request, method)
+                _check_decoded(request, method)
                 for reply in fn(request, context):
                     _current.set(record)
                     yield reply
@@ -212,6 +205,19 @@ class ExceptionInterceptor(grpc.ServerInterceptor):
             self._ended(context, method, start, record)
 
         return wrapped
+
+
+def _begin() -> tuple[float, RpcRecord]:
+    """The start time and log record of the RPC this thread begins serving."""
+    record = RpcRecord()
+    _current.set(record)
+    return time.perf_counter(), record
+
+
+def _check_decoded(request: Any, method: str) -> None:
+    """Refuse a request whose bytes did not decode (see :func:`_tolerant`)."""
+    if isinstance(request, _Undecodable):
+        raise UndecodableRequest(method)
 
 
 def _client_end(context: grpc.ServicerContext) -> tuple[grpc.StatusCode, str]:
