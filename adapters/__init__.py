@@ -1,1 +1,1 @@
-"""Adapters: scorers in front of models; for now the synthetic games."""
+"""Adapters: Scorer servers in front of models (synthetic games, Hugging Face models, OpenAI-compatible endpoints)."""

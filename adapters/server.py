@@ -6,8 +6,8 @@ from typing import Callable, Optional, Union
 
 from prometheus_client import CollectorRegistry
 
-from multishap.service.config import Limits
-from multishap.service.runtime import RunningServer, bind_server
+from multishap.service.rpc.config import Limits
+from multishap.service.rpc.runtime import RunningServer, bind_server
 from multishap.v1 import scorer_pb2, scorer_pb2_grpc
 
 from .base import DEFAULT_CACHE_BYTES, ScorerServicer, ScoringBackend

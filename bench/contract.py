@@ -23,8 +23,8 @@ from skimage import data
 
 from multishap.adapters.server import serve_adapter
 from multishap.adapters.synthetic.backend import SyntheticBackend
-from multishap.service.config import TargetConfig
-from multishap.service.targets import CallControl, Target
+from multishap.service.rpc.config import TargetConfig
+from multishap.service.explainer.targets import CallControl, Target
 from multishap.v1 import common_pb2
 
 BATCHES = (64, 256, 1024, 4096, 8192)

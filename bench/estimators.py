@@ -20,9 +20,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from multishap.adapters.synthetic.games import make_game
-from multishap.service.estimators import estimate_interactions
-from multishap.service.estimators.exact import exact_estimate
+from multishap.service.math.games import make_game
+from multishap.service.math.estimators import estimate_interactions
+from multishap.service.math.estimators.exact import exact_estimate
 
 BUDGETS = (1_000, 4_000, 16_000, 64_000)
 SMALL = (10, 6)

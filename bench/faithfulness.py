@@ -20,16 +20,16 @@ import time
 import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
-from multishap.adapters.synthetic.games import make_game
-from multishap.service.estimators import estimate_interactions
-from multishap.service.explainers import (
+from multishap.service.math.games import make_game
+from multishap.service.math.estimators import estimate_interactions
+from multishap.service.math.attributions import (
     MULTISHAP_MODES,
     multishap_scores,
     oracle_scores,
     random_scores,
     shapley_scores,
 )
-from multishap.service.faithfulness import macro_game_sii, synergistic_faithfulness, unimodal_faithfulness
+from multishap.service.math.faithfulness import macro_game_sii, synergistic_faithfulness, unimodal_faithfulness
 
 M, N = 16, 8
 FAMILIES = ("redundant", "synergistic", "mixed")

@@ -25,7 +25,7 @@ from skimage import data
 
 from multishap.adapters.base import decode_instance
 from multishap.adapters.hf import load_backend
-from multishap.service.estimators import estimate_interactions
+from multishap.service.math.estimators import estimate_interactions
 from multishap.v1 import common_pb2
 
 CAPTION = "a cat lying on a couch at home"

@@ -39,8 +39,8 @@ from multishap.adapters.openai import (EndpointConfig, OpenAIBackend, OpenAIOpti
 from multishap.adapters.openai.backend import estimate_prompt_tokens
 from multishap.adapters.openai.render import DEFAULT_TEMPLATE, sent_size
 from multishap.adapters.openai.simulator import FaultPlan, SimulatedEndpoint, SimulatedTask
-from multishap.adapters.synthetic.games import make_game
-from multishap.service.estimators import estimate_interactions
+from multishap.service.math.games import make_game
+from multishap.service.math.estimators import estimate_interactions
 from multishap.v1 import common_pb2
 
 TEXT = "is the cat on the sofa sleeping peacefully"

@@ -261,7 +261,7 @@ def _metrics_port(value: int) -> Optional[int]:
 
 
 def cmd_serve(args) -> int:
-    from multishap.service.config import load_config
+    from multishap.service.rpc.config import load_config
     from multishap.service.explainer import serve_explainer
 
     config = load_config(args.config)

@@ -21,7 +21,7 @@ from skimage import data
 
 from multishap.adapters.hf import load_backend
 from multishap.adapters.server import serve_adapter
-from multishap.service.config import ExplainerConfig, TargetConfig
+from multishap.service.rpc.config import ExplainerConfig, TargetConfig
 from multishap.service.explainer import serve_explainer
 
 from .report import save, summary

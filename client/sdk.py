@@ -35,7 +35,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from multishap.service.metrics import dataset_metrics
+from multishap.service.math.metrics import dataset_metrics
 from multishap.v1 import common_pb2, explainer_pb2, explainer_pb2_grpc
 
 from .explanation import Explanation, FaithfulnessReport, Target, Usage

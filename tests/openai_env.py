@@ -20,7 +20,7 @@ from multishap.adapters.openai import (EndpointConfig, OpenAIBackend, OpenAIOpti
                                        ScoringOptions)
 from multishap.adapters.openai.simulator import FaultPlan, SimulatedEndpoint, SimulatedTask
 from multishap.adapters.server import serve_adapter
-from multishap.adapters.synthetic.games import make_game
+from multishap.service.math.games import make_game
 from multishap.v1 import common_pb2, scorer_pb2_grpc
 
 KEY = "sk-test-0123456789abcdef"

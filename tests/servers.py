@@ -11,7 +11,7 @@ import numpy as np
 from images import png
 from multishap.adapters.server import serve_adapter
 from multishap.adapters.synthetic.backend import SyntheticBackend
-from multishap.service.config import ExplainerConfig, Limits, ServerSettings, TargetConfig
+from multishap.service.rpc.config import ExplainerConfig, Limits, ServerSettings, TargetConfig
 from multishap.service.explainer import serve_explainer
 from multishap.v1 import common_pb2, explainer_pb2_grpc
 

@@ -12,7 +12,7 @@ from images import png
 from multishap.adapters.synthetic.backend import SyntheticBackend
 from multishap.client import AsyncExplainerClient, Explanation, ExplainerClient, ExplainerError
 from multishap.client.cli import main as cli
-from multishap.service.config import Limits
+from multishap.service.rpc.config import Limits
 from servers import TEXT, adapters, explainer
 
 PARAMS = {"family": "mixed", "seed": "1"}

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from multishap.service.config import load_config, parse_targets_env
+from multishap.service.rpc.config import load_config, parse_targets_env
 
 
 def test_example_config_loads():

@@ -9,7 +9,7 @@ import pytest
 from images import png
 from multishap.adapters.synthetic.backend import SyntheticBackend
 from multishap.client import ExplainerClient
-from multishap.service.config import Limits
+from multishap.service.rpc.config import Limits
 from servers import TEXT, adapters, explainer
 
 PARAMS = {"family": "mlp", "seed": "1"}  # every order of interaction: sampled Phi depends on budget and seed

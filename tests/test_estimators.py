@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from multishap.adapters.synthetic.games import make_game
-from multishap.service.estimators import choose_method, estimate_interactions
-from multishap.service.estimators.exact import exact_estimate
+from multishap.service.math.games import make_game
+from multishap.service.math.estimators import choose_method, estimate_interactions
+from multishap.service.math.estimators.exact import exact_estimate
 
 M, N = 6, 4
 SAMPLERS = ["multishap", "kernel"]

@@ -6,9 +6,9 @@ from math import factorial
 import numpy as np
 import pytest
 
-from multishap.adapters.synthetic.games import FAMILIES, MobiusGame, make_game
-from multishap.service.estimators import estimate_interactions, exact_interactions
-from multishap.service.estimators.exact import exact_estimate
+from multishap.service.math.games import FAMILIES, MobiusGame, make_game
+from multishap.service.math.estimators import estimate_interactions, exact_interactions
+from multishap.service.math.estimators.exact import exact_estimate
 
 
 def brute_force(game, m: int, n: int, index: str) -> np.ndarray:

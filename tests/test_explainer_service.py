@@ -10,10 +10,10 @@ import pytest
 
 from images import png
 from multishap.adapters.synthetic.backend import SyntheticBackend
-from multishap.adapters.synthetic.games import make_game
-from multishap.service.config import Limits, ServerSettings
-from multishap.service.estimators import estimate_interactions
-from multishap.service.wire import matrix_from_proto
+from multishap.service.math.games import make_game
+from multishap.service.rpc.config import Limits, ServerSettings
+from multishap.service.math.estimators import estimate_interactions
+from multishap.service.rpc.wire import matrix_from_proto
 from multishap.v1 import common_pb2, explainer_pb2
 from servers import TEXT, NaNBackend, SlowBackend, adapters, explainer, instance
 
@@ -216,7 +216,7 @@ def test_all_replicas_down_is_unavailable():
 
 
 def test_faithfulness_rpc_matches_the_library(service):
-    from multishap.service.faithfulness import synergistic_faithfulness
+    from multishap.service.math.faithfulness import synergistic_faithfulness
 
     _, _, stub = service
     a, b = np.linspace(0, 1, M), np.linspace(1, 0, N)

@@ -6,10 +6,10 @@ from math import factorial
 import numpy as np
 import pytest
 
-from multishap.adapters.synthetic.games import MobiusGame, mixed_game
-from multishap.service.explainers import multishap_scores, oracle_scores, random_scores
-from multishap.service.estimators import exact_interactions
-from multishap.service.faithfulness import (
+from multishap.service.math.games import MobiusGame, mixed_game
+from multishap.service.math.attributions import multishap_scores, oracle_scores, random_scores
+from multishap.service.math.estimators import exact_interactions
+from multishap.service.math.faithfulness import (
     macro_game_sii,
     synergistic_faithfulness,
     top_sets,

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from images import png
-from multishap.service.wire import pack_coalitions
+from multishap.service.rpc.wire import pack_coalitions
 from multishap.v1 import common_pb2, explainer_pb2, explainer_pb2_grpc, scorer_pb2, scorer_pb2_grpc
 from servers import cli_process, free_port, instance, rss_bytes, wait_serving
 

@@ -18,7 +18,7 @@ from PIL import Image
 from images import png
 from multishap.adapters.server import serve_adapter
 from multishap.adapters.synthetic.backend import SyntheticBackend
-from multishap.service.config import Limits, ServerSettings
+from multishap.service.rpc.config import Limits, ServerSettings
 from multishap.v1 import common_pb2, explainer_pb2, explainer_pb2_grpc, scorer_pb2, scorer_pb2_grpc
 from servers import SlowBackend, adapters, cli_process, explainer, free_port, instance, wait_serving
 

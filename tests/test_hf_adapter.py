@@ -10,9 +10,9 @@ from multishap.adapters.base import decode_instance
 from multishap.adapters.hf import load_backend
 from multishap.adapters.hf.masking import baseline, mask_images, mask_tokens, patch_map
 from multishap.adapters.server import serve_adapter
-from multishap.service.errors import InvalidArgument
-from multishap.service.estimators import exact_interactions
-from multishap.service.wire import pack_coalitions, unpack_values
+from multishap.service.rpc.errors import InvalidArgument
+from multishap.service.math.estimators import exact_interactions
+from multishap.service.rpc.wire import pack_coalitions, unpack_values
 from multishap.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ from images import png
 from multishap.adapters.base import decode_instance
 from multishap.adapters.hf import load_backend
 from multishap.adapters.server import serve_adapter
-from multishap.service.errors import InvalidArgument
-from multishap.service.wire import pack_coalitions, unpack_values
+from multishap.service.rpc.errors import InvalidArgument
+from multishap.service.rpc.wire import pack_coalitions, unpack_values
 from multishap.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import torch
 from images import png
 from multishap.adapters.base import decode_instance
 from multishap.adapters.hf import load_backend
-from multishap.service.errors import InvalidArgument
+from multishap.service.rpc.errors import InvalidArgument
 from multishap.v1 import common_pb2
 
 pytestmark = pytest.mark.slow

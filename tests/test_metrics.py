@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from multishap.service.metrics import dataset_metrics, instance_metrics
+from multishap.service.math.metrics import dataset_metrics, instance_metrics
 
 
 def test_instance_metrics_by_hand():

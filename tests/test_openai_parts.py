@@ -22,7 +22,7 @@ from multishap.adapters.openai.limits import Price, RateLimiter, SpendLedger, lo
 from multishap.adapters.openai.render import Renderer, RenderOptions, sent_size, split_words
 from multishap.adapters.openai.retry import Redactor, final_error, is_retryable, retry_after
 from multishap.adapters.openai.scoring import Answer, ScoringOptions, UnusableAnswer, parse_answer, score
-from multishap.service.errors import InvalidArgument, ResourceExhausted
+from multishap.service.rpc.errors import InvalidArgument, ResourceExhausted
 from multishap.v1 import common_pb2
 from images import png
 

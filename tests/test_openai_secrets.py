@@ -19,8 +19,8 @@ import pytest
 
 from multishap.adapters.openai import EndpointConfig, OpenAIOptions, RetryPolicy, ScoringOptions
 from multishap.adapters.openai.retry import Redactor
-from multishap.service.errors import ResourceExhausted
-from multishap.service.wire import pack_coalitions, unpack_values
+from multishap.service.rpc.errors import ResourceExhausted
+from multishap.service.rpc.wire import pack_coalitions, unpack_values
 from multishap.v1 import explainer_pb2, scorer_pb2, scorer_pb2_grpc
 from openai_env import KEY, cli_adapter, cli_args, cli_env, instance, openai_adapter, simulator
 from servers import explainer

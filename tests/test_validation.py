@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from multishap.adapters.synthetic.games import make_game
-from multishap.service.estimators import estimate_interactions, exact_interactions
+from multishap.service.math.games import make_game
+from multishap.service.math.estimators import estimate_interactions, exact_interactions
 
 GAME = make_game("mlp", 3, 3, seed=0)
 METHODS = ["exact", "multishap", "kernel", "auto"]
@@ -82,7 +82,7 @@ def test_bad_value_functions(kind, message, method):
 
 
 def test_games_past_the_float64_range_of_the_size_weights_are_refused():
-    from multishap.service.estimators import MAX_PLAYERS, estimate_interactions
+    from multishap.service.math.estimators import MAX_PLAYERS, estimate_interactions
 
     with pytest.raises(ValueError, match=f"at most {MAX_PLAYERS} players; this game has 1030"):
         estimate_interactions(lambda masks: np.zeros(len(masks)), 1000, 30, method="kernel")

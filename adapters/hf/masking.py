@@ -16,7 +16,7 @@ from PIL import Image
 
 from multishap.adapters.base import DecodedInstance
 from multishap.adapters.pixels import baseline_array, patch_map, resized
-from multishap.service.errors import InvalidArgument, shown
+from multishap.service.rpc.errors import InvalidArgument, shown
 from multishap.v1 import common_pb2
 
 def to_tensor(image) -> torch.Tensor:

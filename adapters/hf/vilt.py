@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from multishap.adapters.base import DecodedInstance, PreparedInstance
-from multishap.service.errors import InvalidArgument, shown
+from multishap.service.rpc.errors import InvalidArgument, shown
 from multishap.v1 import common_pb2
 
 from .joint import JointModelBackend

@@ -19,7 +19,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from multishap.adapters.base import DecodedInstance, PreparedInstance, ScoreCall, ScoreResult, ScoringBackend
-from multishap.service.errors import InvalidArgument, shown
+from multishap.service.rpc.errors import InvalidArgument, shown
 from multishap.v1 import common_pb2
 
 from .cache import ScoreCache

@@ -25,7 +25,7 @@ import openai
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from tenacity import RetryCallState
 
-from multishap.service.errors import Cancelled, ServiceError, TargetFailed, Unavailable
+from multishap.service.rpc.errors import Cancelled, ServiceError, TargetFailed, Unavailable
 from multishap.v1 import common_pb2
 
 from .cache import ScoreCache

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Awaitable, Callable, Optional
 
-from multishap.service.errors import ResourceExhausted
+from multishap.service.rpc.errors import ResourceExhausted
 
 from .cache import ScoreCache
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 from multishap.adapters.base import DecodedInstance
 from multishap.adapters.pixels import baseline_array, patch_map, resized
-from multishap.service.errors import InvalidArgument
+from multishap.service.rpc.errors import InvalidArgument
 from multishap.v1 import common_pb2
 
 TEXT_SLOT = "{text}"

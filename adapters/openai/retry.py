@@ -27,7 +27,7 @@ import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, stop_before_delay
 from tenacity.wait import wait_base
 
-from multishap.service.errors import (
+from multishap.service.rpc.errors import (
     FailedPrecondition,
     InvalidArgument,
     PermissionDenied,

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from multishap.service.errors import shown
+from multishap.service.rpc.errors import shown
 
 MATCHES = ("normalized", "exact")
 SCORES = ("prob", "logprob")

@@ -1,1 +1,1 @@
-"""Deterministic synthetic games with closed-form truth (the synthetic adapter's backend)."""
+"""The synthetic adapter: the closed-form games of :mod:`multishap.service.math.games` behind the Scorer contract."""

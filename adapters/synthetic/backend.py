@@ -13,9 +13,9 @@ import hashlib
 import numpy as np
 
 from multishap.adapters.base import DecodedInstance, PreparedInstance, ScoringBackend
-from multishap.service.errors import InvalidArgument, shown
+from multishap.service.rpc.errors import InvalidArgument, shown
 
-from .games import FAMILIES, make_game
+from multishap.service.math.games import FAMILIES, make_game
 
 DEFAULT_FAMILY = "mixed"
 

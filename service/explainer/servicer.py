@@ -14,33 +14,33 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from multishap.v1 import common_pb2, explainer_pb2, explainer_pb2_grpc, scorer_pb2
 
-from .admission import Admission
-from .config import ExplainerConfig
-from .errors import NotFound, shown
-from .estimators import estimate_interactions
-from .explainers import multishap_scores, random_scores, shapley_scores
-from .faithfulness import macro_game_sii, synergistic_faithfulness, unimodal_faithfulness
-from .imaging import image_size
-from .interrupt import interruptible
-from .metrics import instance_metrics
-from .readiness import ReadinessProbe
-from .request_checks import (
+from multishap.service.explainer.admission import Admission
+from multishap.service.rpc.config import ExplainerConfig
+from multishap.service.rpc.errors import NotFound, shown
+from multishap.service.math.estimators import estimate_interactions
+from multishap.service.math.attributions import multishap_scores, random_scores, shapley_scores
+from multishap.service.math.faithfulness import macro_game_sii, synergistic_faithfulness, unimodal_faithfulness
+from multishap.service.rpc.imaging import image_size
+from multishap.service.math.interrupt import interruptible
+from multishap.service.math.metrics import instance_metrics
+from multishap.service.explainer.readiness import ReadinessProbe
+from multishap.service.rpc.request_checks import (
     check_instance_fields,
     check_players,
     check_scores_match,
     explain_options,
     faithfulness_options,
 )
-from .runtime import RunningServer, annotate, bind_server
-from .targets import CallControl, Target
-from .wire import matrix_to_proto
+from multishap.service.rpc.runtime import annotate
+from multishap.service.explainer.targets import CallControl, Target
+from multishap.service.rpc.wire import matrix_to_proto
 
 EXPLAINER_SERVICE = explainer_pb2.DESCRIPTOR.services_by_name["Explainer"].full_name
 Progress = Callable[[int, int], None]
@@ -273,28 +273,3 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
 
         yield from self._events("Faithfulness", context, work, explainer_pb2.FaithfulnessEvent, "result")
 
-
-def serve_explainer(
-    config: ExplainerConfig,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    metrics_port: Optional[int] = 0,
-) -> tuple[RunningServer, ExplainerServicer]:
-    """Start the Explainer server; port 0 picks a free port. The RPC thread pool holds every
-    explanation running or waiting, plus spares for health checks and ListTargets."""
-    registry = CollectorRegistry()
-    limits = config.limits
-    workers = limits.max_concurrent_explanations + limits.max_queued_explanations + SPARE_RPC_THREADS
-    bound = bind_server(registry, host, port, metrics_port, workers, limits.max_message_bytes)
-    servicer = None
-    try:
-        servicer = ExplainerServicer(config, registry)
-        running = bound.start(lambda server: explainer_pb2_grpc.add_ExplainerServicer_to_server(servicer, server),
-                              [EXPLAINER_SERVICE])
-    except BaseException:
-        if servicer is not None:
-            servicer.close()
-        bound.close()
-        raise
-    servicer.readiness.attach(running.health)
-    return running, servicer

@@ -8,7 +8,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from .errors import InvalidArgument, ResourceExhausted
+from multishap.service.rpc.errors import InvalidArgument, ResourceExhausted
 
 # Raster formats a request may carry. Never EPS/PS (PIL hands those to Ghostscript) nor
 # formats with a scripting or vector layer.

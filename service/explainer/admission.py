@@ -16,7 +16,7 @@ from collections import deque
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional
 
-from .errors import ResourceExhausted, Unavailable
+from multishap.service.rpc.errors import ResourceExhausted, Unavailable
 
 # Pushback delays are kept within these bounds (seconds).
 MIN_RETRY_AFTER, MAX_RETRY_AFTER = 0.5, 30.0

@@ -6,10 +6,11 @@ from typing import Optional
 
 import numpy as np
 
-from ..interrupt import checkpoint
-from .coalitions import ProgressCallback, ValueFunction, check_values
-from .result import InteractionEstimate
-from .weights import bii_weights, shapley_weights, sii_weights
+from multishap.service.math.interrupt import checkpoint
+from multishap.service.math.estimators.coalitions import ProgressCallback, ValueFunction, check_values
+from multishap.service.math.estimators.result import InteractionEstimate
+from multishap.service.math.estimators.weights import bii_weights, shapley_weights, sii_weights
+from multishap.service import defaults
 
 MAX_EXACT_PLAYERS = 26
 _CHUNK = 1 << 16
@@ -25,7 +26,7 @@ def exact_estimate(
     m: int,
     n: int,
     index: str = "SII",
-    max_batch: int = 4096,
+    max_batch: int = defaults.MAX_BATCH,
     progress: Optional[ProgressCallback] = None,
 ) -> InteractionEstimate:
     """Enumerate every coalition once and return the exact index with Shapley values.

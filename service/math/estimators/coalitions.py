@@ -13,7 +13,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..interrupt import checkpoint
+from multishap.service.math.interrupt import checkpoint
+from multishap.service import defaults
 
 ValueFunction = Callable[[np.ndarray], np.ndarray]
 ProgressCallback = Callable[[int, int], None]
@@ -31,7 +32,7 @@ class CoalitionStore:
         value_fn: ValueFunction,
         n_players: int,
         budget: int,
-        max_batch: int = 4096,
+        max_batch: int = defaults.MAX_BATCH,
         progress: Optional[ProgressCallback] = None,
     ) -> None:
         self._value_fn = value_fn

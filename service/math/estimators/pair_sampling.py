@@ -17,10 +17,11 @@ from typing import Optional
 
 import numpy as np
 
-from ..interrupt import checkpoint
-from .anchors import anchor_values, register_anchors
-from .coalitions import BudgetExhausted, CoalitionStore, ProgressCallback, ValueFunction
-from .result import InteractionEstimate
+from multishap.service.math.interrupt import checkpoint
+from multishap.service.math.estimators.anchors import anchor_values, register_anchors
+from multishap.service.math.estimators.coalitions import BudgetExhausted, CoalitionStore, ProgressCallback, ValueFunction
+from multishap.service.math.estimators.result import InteractionEstimate
+from multishap.service import defaults
 
 # Draws that add no new coalition in a row before sampling is declared saturated.
 _MAX_IDLE_DRAWS = 10_000
@@ -50,7 +51,7 @@ def pair_sampling_estimate(
     budget: int,
     seed: int,
     index: str = "SII",
-    max_batch: int = 4096,
+    max_batch: int = defaults.MAX_BATCH,
     progress: Optional[ProgressCallback] = None,
 ) -> InteractionEstimate:
     """Estimate the cross-modal SII (or BII) with shared-coalition Algorithm 1."""

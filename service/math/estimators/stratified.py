@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .regression import cluster_sums
+from multishap.service.math.estimators.regression import cluster_sums
 
 
 def stratified_shapley(

@@ -15,7 +15,7 @@ from typing import Iterable
 
 from grpc_health.v1 import health, health_pb2
 
-from .targets import Target
+from multishap.service.explainer.targets import Target
 
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

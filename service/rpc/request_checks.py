@@ -12,10 +12,10 @@ from typing import Sequence
 
 from multishap.v1 import common_pb2, explainer_pb2
 
-from .config import Limits
-from .errors import InvalidArgument, ResourceExhausted, shown
-from .estimators import INDICES, METHODS
-from .validation import check_grid
+from multishap.service.rpc.config import Limits
+from multishap.service.rpc.errors import InvalidArgument, ResourceExhausted, shown
+from multishap.service.math.estimators import INDICES, METHODS
+from multishap.service.math.validation import check_grid
 
 BUILT_IN_EXPLAINERS = ("multishap", "random", "shapley")
 DEFAULT_STEPS = 10

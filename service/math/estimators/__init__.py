@@ -13,11 +13,12 @@ from typing import Optional
 
 import numpy as np
 
-from . import derivative_regression, pair_sampling
-from ..validation import check_game_size, check_int, check_value_fn
-from .coalitions import ProgressCallback, ValueFunction
-from .exact import MAX_EXACT_PLAYERS, exact_estimate
-from .result import InteractionEstimate
+from multishap.service.math.estimators import derivative_regression, pair_sampling
+from multishap.service.math.validation import check_game_size, check_int, check_value_fn
+from multishap.service.math.estimators.coalitions import ProgressCallback, ValueFunction
+from multishap.service.math.estimators.exact import MAX_EXACT_PLAYERS, exact_estimate
+from multishap.service.math.estimators.result import InteractionEstimate
+from multishap.service import defaults
 
 __all__ = [
     "InteractionEstimate",
@@ -52,7 +53,7 @@ def exact_interactions(
     m: int,
     n: int,
     index: str = "SII",
-    max_batch: int = 4096,
+    max_batch: int = defaults.MAX_BATCH,
     progress: Optional[ProgressCallback] = None,
 ) -> np.ndarray:
     """Exact (m, n) cross-modal interaction matrix by enumerating all 2^(m+n) coalitions."""
@@ -83,10 +84,10 @@ def estimate_interactions(
     m: int,
     n: int,
     method: str = "auto",
-    budget: int = 20_000,
+    budget: int = defaults.BUDGET,
     seed: int = 0,
     index: str = "SII",
-    max_batch: int = 4096,
+    max_batch: int = defaults.MAX_BATCH,
     progress: Optional[ProgressCallback] = None,
 ) -> InteractionEstimate:
     """Estimate the (m, n) cross-modal interaction matrix within ``budget`` coalitions.

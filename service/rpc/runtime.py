@@ -36,7 +36,8 @@ from prometheus_client import (
     start_http_server,
 )
 
-from .errors import ServiceError, UndecodableRequest, clip
+from multishap.service.rpc.errors import ServiceError, UndecodableRequest, clip
+from multishap.service import defaults
 
 log = logging.getLogger("multishap")
 
@@ -305,7 +306,7 @@ def bind_server(
     port: int = 0,
     metrics_port: Optional[int] = 0,
     max_workers: int = 16,
-    max_message_bytes: int = 64 * 1024 * 1024,
+    max_message_bytes: int = defaults.MAX_MESSAGE_BYTES,
 ) -> BoundServer:
     """Bind the gRPC port (exclusively: no SO_REUSEPORT sharing with another process) and the
     /metrics port (unless None); OSError naming the address when one is taken. Port 0 picks

@@ -38,13 +38,14 @@ from typing import Optional
 
 import numpy as np
 
-from ..interrupt import checkpoint
-from .anchors import anchor_values, register_anchors
-from .coalitions import BudgetExhausted, CoalitionStore, ProgressCallback, ValueFunction
-from .regression import standard_errors, weighted_least_squares
-from .result import InteractionEstimate
-from .stratified import stratified_shapley
-from .weights import log_binom, shapley_kernel
+from multishap.service.math.interrupt import checkpoint
+from multishap.service.math.estimators.anchors import anchor_values, register_anchors
+from multishap.service.math.estimators.coalitions import BudgetExhausted, CoalitionStore, ProgressCallback, ValueFunction
+from multishap.service.math.estimators.regression import standard_errors, weighted_least_squares
+from multishap.service.math.estimators.result import InteractionEstimate
+from multishap.service.math.estimators.stratified import stratified_shapley
+from multishap.service.math.estimators.weights import log_binom, shapley_kernel
+from multishap.service import defaults
 
 _MAX_IDLE_DRAWS = 10_000
 # Largest coalition-size stratum the border trick will enumerate.
@@ -320,7 +321,7 @@ def derivative_regression_estimate(
     budget: int,
     seed: int,
     index: str = "SII",
-    max_batch: int = 4096,
+    max_batch: int = defaults.MAX_BATCH,
     progress: Optional[ProgressCallback] = None,
 ) -> InteractionEstimate:
     """Estimate the cross-modal SII (or BII) by regression on derivative games."""

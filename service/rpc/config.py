@@ -33,6 +33,7 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional
+from multishap.service import defaults
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,12 @@ class Limits:
     before any scoring, naming the limit and its value."""
 
     max_budget: int = 200_000
-    default_budget: int = 20_000            # what budget 0 means (at most max_budget)
+    default_budget: int = defaults.BUDGET            # what budget 0 means (at most max_budget)
     max_concurrent_explanations: int = 8
     max_queued_explanations: int = 16       # requests waiting for a slot; beyond: refused with pushback
     max_queue_wait_s: float = 30.0          # longest wait for a slot (never past the caller's deadline)
     max_image_pixels: int = 16_777_216      # 4096 x 4096
-    max_message_bytes: int = 64 * 1024 * 1024
+    max_message_bytes: int = defaults.MAX_MESSAGE_BYTES
     max_grid_side: int = 32                 # rows and columns of the patch grid, each
     max_patches: int = 256                  # rows x cols
     max_text_chars: int = 4096

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from multishap.adapters.synthetic.games import MobiusGame
+from multishap.service.math.games import MobiusGame
 
 MULTISHAP_MODES = ("signed", "positive", "absolute")
 

@@ -25,8 +25,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from multishap.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
-from .config import TargetConfig
-from .errors import (
+from multishap.service.rpc.config import TargetConfig
+from multishap.service.rpc.errors import (
     Cancelled,
     DeadlineExceeded,
     FailedPrecondition,
@@ -39,7 +39,8 @@ from .errors import (
     Unavailable,
     clip,
 )
-from .wire import add_usage, pack_coalitions, unpack_values
+from multishap.service.rpc.wire import add_usage, pack_coalitions, unpack_values
+from multishap.service import defaults
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
 SCORE_PATH = "/multishap.v1.Scorer/Score"
@@ -112,7 +113,7 @@ class CallControl:
 class Target:
     """The replicas of one adapter, called round-robin with failover."""
 
-    def __init__(self, config: TargetConfig, max_message_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, config: TargetConfig, max_message_bytes: int = defaults.MAX_MESSAGE_BYTES) -> None:
         self.config = config
         options = [("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.max_receive_message_length", max_message_bytes)] + _CHANNEL_OPTIONS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .coalitions import CoalitionStore
+from multishap.service.math.estimators.coalitions import CoalitionStore
 
 ANCHOR_NAMES = ("v_empty", "v_full", "v_image_only", "v_text_only")
 

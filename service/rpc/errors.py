@@ -1,7 +1,7 @@
 """Errors that carry the gRPC status they map to; the message is a sentence for a person.
 
 The math raises ``ValueError`` for bad arguments; servers raise these. One interceptor
-(:mod:`multishap.service.runtime`) turns both into status codes. A value the caller sent
+(:mod:`multishap.service.rpc.runtime`) turns both into status codes. A value the caller sent
 is quoted in a message only through :func:`shown`, which caps it, so a huge field cannot
 blow up the reply's metadata.
 """

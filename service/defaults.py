@@ -1,0 +1,32 @@
+"""Every default of multishap in one module: the servers, the SDK and the CLI read them here.
+
+It imports nothing, so every layer may import it. Limits (what a server refuses) live in
+:class:`multishap.service.rpc.config.Limits`; these are the values used when a caller says nothing.
+"""
+
+from __future__ import annotations
+
+# Explanation requests.
+GRID = (7, 7)                       # patch grid, rows x columns
+METHOD = "auto"                     # estimator (see multishap.service.math.estimators.registry)
+INDEX = "SII"                       # interaction index
+SEED = 0
+BUDGET = 20_000                     # distinct coalitions when a request says 0
+SERVER_BUDGET = 0                   # what clients send by default: 0 asks for the server's BUDGET
+MAX_BATCH = 4096                    # coalitions per value-function call in the library
+
+# Faithfulness requests.
+FAITHFULNESS_EXPLAINER = "multishap"
+FAITHFULNESS_STEPS = 10
+FAITHFULNESS_EPS = 0.05
+MACRO_CHUNKS = 6
+
+# Transport.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+EXPLAINER_ADDRESS = "127.0.0.1:50050"
+EXPLAINER_PORT = 50050
+ADAPTER_PORT = 50051
+
+# Client retries of a refusal that carries google.rpc.RetryInfo.
+MAX_RETRIES = 3
+MAX_RETRY_DELAY_S = 30.0
