@@ -25,7 +25,8 @@ from multishap.service.rpc.errors import InvalidArgument, TargetFailed, shown
 from multishap.service.rpc.imaging import decode_rgb
 from multishap.service.rpc.request_checks import check_coalition_count, check_instance_fields, check_players
 from multishap.service.math.validation import check_grid
-from multishap.service.rpc.wire import matrix_to_proto, pack_values, unpack_coalitions
+from multishap.service.rpc.convert import matrix_to_proto
+from multishap.service.rpc.wire import pack_values, unpack_coalitions
 from multishap.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
 DEFAULT_CACHE_ENTRIES = 64

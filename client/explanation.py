@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from multishap.service.rpc.wire import matrix_from_proto
+from multishap.service.rpc.convert import matrix_from_proto
 from multishap.v1 import common_pb2, explainer_pb2
 
 

@@ -12,7 +12,8 @@ from images import png
 from multishap.adapters.server import serve_adapter
 from multishap.adapters.synthetic.backend import SyntheticBackend
 from multishap.service.math.games import make_game
-from multishap.service.rpc.wire import matrix_from_proto, pack_coalitions, unpack_values
+from multishap.service.rpc.convert import matrix_from_proto
+from multishap.service.rpc.wire import pack_coalitions, unpack_values
 from multishap.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
 TEXT = "a cat on a couch"

@@ -13,7 +13,7 @@ from multishap.adapters.synthetic.backend import SyntheticBackend
 from multishap.service.math.games import make_game
 from multishap.service.rpc.config import Limits, ServerSettings
 from multishap.service.math.estimators import estimate_interactions
-from multishap.service.rpc.wire import matrix_from_proto
+from multishap.service.rpc.convert import matrix_from_proto
 from multishap.v1 import common_pb2, explainer_pb2
 from servers import TEXT, NaNBackend, SlowBackend, adapters, explainer, instance
 

@@ -19,7 +19,8 @@ import pytest
 from multishap.adapters.openai import Price
 from multishap.adapters.openai.simulator import FaultPlan
 from multishap.adapters.synthetic.backend import SyntheticBackend
-from multishap.service.rpc.wire import matrix_from_proto, pack_coalitions, unpack_values
+from multishap.service.rpc.convert import matrix_from_proto
+from multishap.service.rpc.wire import pack_coalitions, unpack_values
 from multishap.v1 import explainer_pb2, scorer_pb2, scorer_pb2_grpc
 from openai_env import (KEY, cli_adapter, game_for, instance, openai_adapter, options, shift_for, simulator,
                         synthetic, with_scoring)

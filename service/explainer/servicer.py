@@ -40,7 +40,7 @@ from multishap.service.rpc.request_checks import (
 )
 from multishap.service.rpc.runtime import annotate
 from multishap.service.explainer.targets import CallControl, Target
-from multishap.service.rpc.wire import matrix_to_proto
+from multishap.service.rpc.convert import matrix_to_proto
 
 EXPLAINER_SERVICE = explainer_pb2.DESCRIPTOR.services_by_name["Explainer"].full_name
 Progress = Callable[[int, int], None]

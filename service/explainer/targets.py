@@ -39,7 +39,8 @@ from multishap.service.rpc.errors import (
     Unavailable,
     clip,
 )
-from multishap.service.rpc.wire import add_usage, pack_coalitions, unpack_values
+from multishap.service.rpc.convert import add_usage
+from multishap.service.rpc.wire import pack_coalitions, unpack_values
 from multishap.service import defaults
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}

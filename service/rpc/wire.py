@@ -1,12 +1,8 @@
-"""Conversions between numpy arrays and the multishap.v1 messages (no gRPC here)."""
+"""The Score contract's wire format: bit-packed coalitions and little-endian float64 scores (no gRPC here)."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
-
-from multishap.v1 import common_pb2
 
 
 def pack_coalitions(masks: np.ndarray) -> bytes:
@@ -41,21 +37,3 @@ def unpack_values(data: bytes, expected: int) -> np.ndarray:
         raise ValueError(f"the response holds {len(data) / 8:g} scores for {expected} coalitions")
     return np.frombuffer(data, dtype="<f8").astype(np.float64)
 
-
-def matrix_to_proto(matrix: np.ndarray) -> common_pb2.Matrix:
-    """A 2-D float array as a row-major Matrix message."""
-    matrix = np.asarray(matrix, dtype=np.float64)
-    return common_pb2.Matrix(rows=matrix.shape[0], cols=matrix.shape[1], values=matrix.ravel().tolist())
-
-
-def matrix_from_proto(message: common_pb2.Matrix) -> Optional[np.ndarray]:
-    """The Matrix message as a (rows, cols) array, or None for an empty message."""
-    if message.rows == 0 and message.cols == 0:
-        return None
-    return np.asarray(message.values, dtype=np.float64).reshape(message.rows, message.cols)
-
-
-def add_usage(total: common_pb2.Usage, part: common_pb2.Usage) -> None:
-    """Add ``part``'s counts and cost to ``total`` (proto merging would overwrite them)."""
-    for fd in common_pb2.Usage.DESCRIPTOR.fields:
-        setattr(total, fd.name, getattr(total, fd.name) + getattr(part, fd.name))
