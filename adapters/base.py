@@ -1,7 +1,7 @@
 """The servicer every adapter runs: decode and validate, cache, score, count.
 
 A backend only turns a decoded instance into players (``prepare``) and scores coalitions
-(``score``); this module does the rest of the Scorer contract: request limits, image
+(``score``; a local model implements ``forward`` through :class:`ModelBackend`); this module does the rest of the Scorer contract: request limits, image
 decoding (allow-listed formats, pixel limit from the header), grid, parameter and mask
 checks with sentences a person understands, an LRU cache of prepared instances keyed by
 the instance's content hash and bounded in entries and bytes, and Prometheus metrics.
@@ -15,7 +15,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Generic, Mapping, Optional, TypeVar
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -47,14 +47,18 @@ class DecodedInstance:
     key: str
 
 
+State = TypeVar("State")
+
+
 @dataclass(frozen=True)
-class PreparedInstance:
-    """What a backend needs to score an instance repeatedly: its players and state."""
+class PreparedInstance(Generic[State]):
+    """What a backend needs to score an instance repeatedly: its players, and the backend's own
+    state of the instance (``PreparedInstance[ItsStateType]``: a game, encoded inputs, a renderer)."""
 
     decoded: DecodedInstance
     tokens: list[str]
     truth: Optional[np.ndarray] = None
-    state: Any = field(default=None, repr=False)
+    state: Optional[State] = field(default=None, repr=False)
 
     @property
     def num_patches(self) -> int:
@@ -101,17 +105,24 @@ class ScoringBackend(ABC):
         """Tokenise and set up the instance; raise InvalidArgument for what cannot be scored."""
 
     @abstractmethod
-    def score(self, instance: PreparedInstance, masks: np.ndarray) -> np.ndarray:
-        """One float per row of the (B, m + n) bool mask array."""
-
-    def score_call(self, instance: PreparedInstance, masks: np.ndarray, call: ScoreCall) -> ScoreResult:
-        """Answer one Score request; a backend without a bill scores, and a dry run costs nothing."""
-        if call.dry_run:
-            return ScoreResult(np.zeros(len(masks)))
-        return ScoreResult(self.score(instance, masks))
+    def score(self, instance: PreparedInstance, masks: np.ndarray, call: ScoreCall) -> ScoreResult:
+        """Answer one Score request: one value per row of the (B, m + n) bool mask array, and its cost."""
 
     def close(self) -> None:
         """Finish work in flight and release resources (nothing by default)."""
+
+
+class ModelBackend(ScoringBackend):
+    """A model that runs in this process: nothing is billed, so a dry run scores nothing and costs nothing."""
+
+    @abstractmethod
+    def forward(self, instance: PreparedInstance, masks: np.ndarray) -> np.ndarray:
+        """The model's values for the (B, m + n) bool mask array: one float per row."""
+
+    def score(self, instance: PreparedInstance, masks: np.ndarray, call: ScoreCall) -> ScoreResult:
+        if call.dry_run:
+            return ScoreResult(np.zeros(len(masks)))
+        return ScoreResult(self.forward(instance, masks))
 
 
 def content_key(instance: common_pb2.Instance) -> str:
@@ -254,7 +265,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
             )
         masks = unpack_coalitions(request.coalitions, request.num_players, request.num_coalitions)
         call = _score_call(request, context)
-        result = self.backend.score_call(prepared, masks, call)
+        result = self.backend.score(prepared, masks, call)
         values = np.asarray(result.values, dtype=np.float64)
         if values.shape != (len(masks),):
             raise TargetFailed(f"the backend returned {values.shape} values for {len(masks)} coalitions")

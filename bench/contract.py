@@ -37,9 +37,9 @@ class SleepyBackend(SyntheticBackend):
     def __init__(self, delay: float) -> None:
         self.delay = delay
 
-    def score(self, instance, masks):
+    def forward(self, instance, masks):
         time.sleep(self.delay)
-        return super().score(instance, masks)
+        return super().forward(instance, masks)
 
 
 def serve(delay: float, port_out, stop) -> None:
@@ -87,7 +87,7 @@ def main() -> None:
         prepared = servicer.prepared(instance)
         for batch in BATCHES:
             masks = np.random.default_rng(batch).random((4 * batch, n_players)) < 0.5
-            local = rate(lambda: backend.score(prepared, masks[:batch]), batch, args.seconds)
+            local = rate(lambda: backend.forward(prepared, masks[:batch]), batch, args.seconds)
             remote = []
             for in_flight in (1, 4):
                 target = Target(TargetConfig("bench", (f"127.0.0.1:{port}",), max_batch=batch, max_in_flight=in_flight))

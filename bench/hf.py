@@ -66,7 +66,7 @@ def run(label: str, backend, budget: int) -> None:
     masks = np.random.default_rng(0).random((SAMPLE, m + n)) < 0.5
     backend.factorised = False
     start = time.perf_counter()
-    backend.score(prepared, masks)
+    backend.forward(prepared, masks)
     plain_rate = SAMPLE / (time.perf_counter() - start)
     backend.factorised = True
     for method in ("kernel", "multishap"):
@@ -74,7 +74,7 @@ def run(label: str, backend, budget: int) -> None:
         registry = CollectorRegistry()
         backend.register_metrics(registry)
         start = time.perf_counter()
-        est = estimate_interactions(lambda x: backend.score(fresh, x), m, n, method=method, budget=budget, seed=0,
+        est = estimate_interactions(lambda x: backend.forward(fresh, x), m, n, method=method, budget=budget, seed=0,
                                     max_batch=512)
         seconds = time.perf_counter() - start
         images, texts = passes(registry)

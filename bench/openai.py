@@ -127,7 +127,7 @@ def throughput(image: bytes, quick: bool) -> None:
             backend = backend_for(base_url, Path(tmp) / "c.sqlite", concurrency, rpm)
             prep = prepared(backend, image, rows, cols)
             start = time.perf_counter()
-            result = backend.score_call(prep, masks, ScoreCall())
+            result = backend.score(prep, masks, ScoreCall())
             seconds = time.perf_counter() - start
             backend.close()
             stop()
@@ -199,7 +199,7 @@ def requests_per_explanation(image: bytes, quick: bool) -> None:
             paid = [0]
 
             def value_fn(masks: np.ndarray) -> np.ndarray:
-                result = backend.score_call(prep, masks, ScoreCall())
+                result = backend.score(prep, masks, ScoreCall())
                 paid[0] += result.usage.requests
                 return result.values
 

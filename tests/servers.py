@@ -24,16 +24,16 @@ class SlowBackend(SyntheticBackend):
     def __init__(self, delay: float) -> None:
         self.delay = delay
 
-    def score(self, instance, masks):
+    def forward(self, instance, masks):
         time.sleep(self.delay)
-        return super().score(instance, masks)
+        return super().forward(instance, masks)
 
 
 class NaNBackend(SyntheticBackend):
     """Returns NaN for every tenth coalition."""
 
-    def score(self, instance, masks):
-        values = super().score(instance, masks).copy()
+    def forward(self, instance, masks):
+        values = super().forward(instance, masks).copy()
         values[::10] = np.nan
         return values
 

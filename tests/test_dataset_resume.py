@@ -21,8 +21,8 @@ class FlakyBackend(SyntheticBackend):
     def __init__(self) -> None:
         self.broken = False
 
-    def score(self, instance, masks):
-        values = super().score(instance, masks)
+    def forward(self, instance, masks):
+        values = super().forward(instance, masks)
         return np.full_like(values, np.nan) if self.broken else values
 
 

@@ -217,10 +217,15 @@ def test_overload_queues_then_pushes_back_and_health_stays_answerable():
         assert becomes_idle(e)
 
 
-def test_a_limit_refusal_carries_no_retry_pushback(service):
+def test_a_limit_refusal_names_its_limit_and_carries_no_retry_pushback(service):
     _, _, stub = service
     err = refusal(stub.Explain(explain_request(budget=10**9), timeout=30))
-    assert rpc_status.from_call(err) is None
+    details = rpc_status.from_call(err).details
+    assert not any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in details)
+    quota = error_details_pb2.QuotaFailure()
+    assert len(details) == 1 and details[0].Unpack(quota)
+    assert [v.subject for v in quota.violations] == ["max_budget"]
+    assert "over this server's limit max_budget" in quota.violations[0].description
 
 
 def test_readiness_follows_the_targets():

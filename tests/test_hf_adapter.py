@@ -80,9 +80,9 @@ def test_factorised_scores_equal_per_coalition_scores(clip_backend):
     masks = np.random.default_rng(2).random((200, prep.num_players)) < 0.5
     masks[:, :9] = masks[:20, :9][np.arange(200) % 20]
     clip_backend.factorised = False
-    plain = clip_backend.score(prep, masks)
+    plain = clip_backend.forward(prep, masks)
     clip_backend.factorised = True
-    fact = clip_backend.score(prep, masks)
+    fact = clip_backend.forward(prep, masks)
     np.testing.assert_allclose(fact, plain, atol=1e-6)
 
 
@@ -131,7 +131,7 @@ def test_exact_sii_with_the_real_model_agrees_factorised_and_plain(zeroshot_back
     def value_fn(factorised):
         def fn(masks):
             zeroshot_backend.factorised = factorised
-            return zeroshot_backend.score(prep, masks)
+            return zeroshot_backend.forward(prep, masks)
         return fn
 
     fact = exact_interactions(value_fn(True), 9, 2, max_batch=2048)
@@ -148,8 +148,8 @@ def test_embeddings_are_cached_across_requests(clip_backend):
 
     running_before, registry = clip_backend.passes, CollectorRegistry()
     clip_backend.register_metrics(registry)
-    first = clip_backend.score(prep, masks)
-    second = clip_backend.score(prep, masks[::-1])
+    first = clip_backend.forward(prep, masks)
+    second = clip_backend.forward(prep, masks[::-1])
     np.testing.assert_array_equal(first, second[::-1])
     passes = {e: registry.get_sample_value("multishap_adapter_encoder_passes_total", {"encoder": e})
               for e in ("image", "text")}
@@ -164,8 +164,8 @@ def test_clip_logit_is_the_scaled_cosine(clip_backend, tmp_path_factory):
     logit = load_backend("clip", path, score="logit")
     prep = prepared(clip_backend, instance())
     masks = np.random.default_rng(5).random((10, prep.num_players)) < 0.5
-    cosine = clip_backend.score(prep, masks)
-    np.testing.assert_allclose(logit.score(prepared(logit, instance()), masks), cosine * logit.scale, rtol=1e-6)
+    cosine = clip_backend.forward(prep, masks)
+    np.testing.assert_allclose(logit.forward(prepared(logit, instance()), masks), cosine * logit.scale, rtol=1e-6)
     assert logit.score_semantics.startswith("logit")
     with pytest.raises(ValueError, match="no logit scale"):
         load_backend("imagenet-zeroshot", score="logit")

@@ -31,11 +31,11 @@ def test_scores_are_answer_logits_that_depend_on_image_and_text(checkpoint):
     prep = backend.prepare(decode_instance(instance(), 10**8))
     assert prep.tokens == ["what", "animal", "is", "on", "the", "couch"]
     masks = np.random.default_rng(0).random((40, prep.num_players)) < 0.5
-    logits = backend.score(prep, masks)
+    logits = backend.forward(prep, masks)
     assert logits.shape == (40,) and np.isfinite(logits).all() and logits.std() > 0
     backend.micro_batch = 7
-    np.testing.assert_allclose(backend.score(prep, masks), logits, atol=1e-5)
-    probabilities = load_backend("vilt", checkpoint, score="probability").score(prep, masks)
+    np.testing.assert_allclose(backend.forward(prep, masks), logits, atol=1e-5)
+    probabilities = load_backend("vilt", checkpoint, score="probability").forward(prep, masks)
     np.testing.assert_allclose(probabilities, 1 / (1 + np.exp(-logits)), atol=1e-5)
 
 
@@ -63,7 +63,7 @@ def test_served_over_grpc(checkpoint):
                                                        coalitions=pack_coalitions(masks)), timeout=30)
             values = unpack_values(reply.values, 3)
             prep = backend.prepare(decode_instance(instance(), 10**8))
-            np.testing.assert_allclose(values, backend.score(prep, masks), atol=1e-6)
+            np.testing.assert_allclose(values, backend.forward(prep, masks), atol=1e-6)
             with pytest.raises(grpc.RpcError) as err:
                 stub.Describe(scorer_pb2.DescribeRequest(instance=instance(target="zebra")), timeout=30)
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "'zebra'" in err.value.details()

@@ -51,15 +51,15 @@ def test_score_is_the_teacher_forced_answer_probability(checkpoint):
     with torch.inference_mode():
         logits = model(input_ids=ids, pixel_values=pixels, attention_mask=torch.ones_like(ids)).logits
     log_prob = logits[0, -answer.shape[1] - 1 : -1].log_softmax(-1).gather(-1, answer[0, :, None]).sum()
-    np.testing.assert_allclose(backend.score(prep, full), [float(log_prob.exp())], rtol=1e-5)
+    np.testing.assert_allclose(backend.forward(prep, full), [float(log_prob.exp())], rtol=1e-5)
 
     masks = np.random.default_rng(0).random((20, prep.num_players)) < 0.5
-    probabilities = backend.score(prep, masks)
+    probabilities = backend.forward(prep, masks)
     assert ((0 < probabilities) & (probabilities < 1)).all() and probabilities.std() > 0
     backend.micro_batch = 3
-    np.testing.assert_allclose(backend.score(prep, masks), probabilities, rtol=1e-5)
+    np.testing.assert_allclose(backend.forward(prep, masks), probabilities, rtol=1e-5)
     log_backend = load_backend("vlm", checkpoint, score="log-probability")
-    np.testing.assert_allclose(np.exp(log_backend.score(prep, masks)), probabilities, rtol=1e-5)
+    np.testing.assert_allclose(np.exp(log_backend.forward(prep, masks)), probabilities, rtol=1e-5)
 
 
 def test_bad_instances(checkpoint):

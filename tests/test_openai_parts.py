@@ -9,6 +9,7 @@ import math
 import time
 from pathlib import Path
 
+import grpc
 import httpx2
 import numpy as np
 import openai
@@ -23,6 +24,7 @@ from multishap.adapters.openai.render import Renderer, RenderOptions, sent_size,
 from multishap.adapters.openai.retry import Redactor, final_error, is_retryable, retry_after
 from multishap.adapters.openai.scoring import Answer, ScoringOptions, UnusableAnswer, parse_answer, score
 from multishap.service.rpc.errors import InvalidArgument, ResourceExhausted
+from multishap.service.rpc.status import status_code
 from multishap.v1 import common_pb2
 from images import png
 
@@ -218,12 +220,12 @@ def test_errors_name_the_cause_and_never_the_key():
     redact = Redactor(key)
     err = final_error(status_error(401, {}, {"error": {"message": f"Incorrect API key provided: {key}"}}),
                       "the endpoint", 1, 0.1, redact)
-    assert err.code.name == "UNAUTHENTICATED" and key not in str(err) and "[redacted]" in str(err)
+    assert status_code(err) == grpc.StatusCode.UNAUTHENTICATED and key not in str(err) and "[redacted]" in str(err)
     err = final_error(status_error(404, {}, {"error": {"message": "model nope does not exist"}}), "the endpoint",
                       1, 0.1, redact)
-    assert err.code.name == "FAILED_PRECONDITION" and "model nope does not exist" in str(err)
+    assert status_code(err) == grpc.StatusCode.FAILED_PRECONDITION and "model nope does not exist" in str(err)
     err = final_error(status_error(503, {}, {}), "the endpoint", 8, 12.0, redact)
-    assert err.code.name == "UNAVAILABLE" and "failed 8 times" in str(err)
+    assert status_code(err) == grpc.StatusCode.UNAVAILABLE and "failed 8 times" in str(err)
 
 
 def test_cache_keeps_answers_across_connections(tmp_path):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from prometheus_client import CollectorRegistry, Counter
 
-from multishap.adapters.base import DecodedInstance, PreparedInstance, ScoringBackend
+from multishap.adapters.base import DecodedInstance, ModelBackend, PreparedInstance
 from multishap.v1 import common_pb2
 
 from .masking import MaskedInputs, masked_inputs
@@ -73,7 +73,7 @@ class _State:
     texts: EmbeddingCache = field(default_factory=EmbeddingCache)
 
 
-class DualEncoderBackend(ScoringBackend):
+class DualEncoderBackend(ModelBackend):
     """Scores coalitions with a dual encoder: cosine similarity, or CLIP's logit (the cosine
     times the model's learned scale)."""
 
@@ -101,7 +101,7 @@ class DualEncoderBackend(ScoringBackend):
         self.passes = Counter("multishap_adapter_encoder_passes", "Inputs encoded, by encoder", ["encoder"],
                               registry=registry)
 
-    def prepare(self, instance: DecodedInstance) -> PreparedInstance:
+    def prepare(self, instance: DecodedInstance) -> PreparedInstance[_State]:
         inputs, tokens = masked_inputs(instance, self.encoder.image_size, self.encoder.zero_pixel,
                                        self.encoder.tokenizer, self.default_baseline, self.max_text_tokens)
         return PreparedInstance(instance, tokens, state=_State(inputs))
@@ -124,7 +124,7 @@ class DualEncoderBackend(ScoringBackend):
         self._count("text", len(present))
         return torch.cat(out)
 
-    def score(self, instance: PreparedInstance, masks: np.ndarray) -> np.ndarray:
+    def forward(self, instance: PreparedInstance[_State], masks: np.ndarray) -> np.ndarray:
         state: _State = instance.state
         m = instance.num_patches
         if self.factorised:

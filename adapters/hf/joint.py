@@ -11,12 +11,12 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 
-from multishap.adapters.base import ScoringBackend
+from multishap.adapters.base import ModelBackend
 
 from .masking import MaskedInputs
 
 
-class JointModelBackend(ScoringBackend):
+class JointModelBackend(ModelBackend):
     """Holds device, dtype, micro-batch, score kind and the image normalisation."""
 
     factorised = False

@@ -18,7 +18,7 @@ from multishap.service.rpc.errors import InvalidArgument, shown
 from multishap.v1 import common_pb2
 
 from .joint import JointModelBackend
-from .masking import masked_inputs
+from .masking import MaskedInputs, masked_inputs
 
 
 class ViltBackend(JointModelBackend):
@@ -44,7 +44,7 @@ class ViltBackend(JointModelBackend):
         self.model_id = str(path)
         self.score_semantics = ("logit" if score == "logit" else "probability (sigmoid)") + " of the target answer"
 
-    def prepare(self, instance: DecodedInstance) -> PreparedInstance:
+    def prepare(self, instance: DecodedInstance) -> PreparedInstance[tuple[MaskedInputs, int]]:
         if instance.target not in self.answers:
             examples = ", ".join(repr(a) for a in list(self.answers)[:5])
             raise InvalidArgument(f"the target answer {shown(instance.target)} is not one of the model's "
@@ -54,7 +54,7 @@ class ViltBackend(JointModelBackend):
         return PreparedInstance(instance, tokens, state=(inputs, self.answers[instance.target]))
 
     @torch.inference_mode()
-    def score(self, instance: PreparedInstance, masks: np.ndarray) -> np.ndarray:
+    def forward(self, instance: PreparedInstance[tuple[MaskedInputs, int]], masks: np.ndarray) -> np.ndarray:
         inputs, answer = instance.state
         out = []
         for pixels, ids in self.batches(inputs, masks, instance.num_patches):

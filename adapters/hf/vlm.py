@@ -70,7 +70,7 @@ class VlmBackend(JointModelBackend):
         layout = TextLayout(np.asarray(ids[first : last + 1]), ids[:first], ids[last + 1 :] + answer_ids, int(replacement))
         return layout, self.tokenizer.convert_ids_to_tokens(ids[first : last + 1]), len(answer_ids)
 
-    def prepare(self, instance: DecodedInstance) -> PreparedInstance:
+    def prepare(self, instance: DecodedInstance) -> PreparedInstance[tuple[MaskedInputs, int]]:
         if not instance.target.strip():
             raise InvalidArgument("a generative model is scored on the target answer: give one")
         image, base, patches = image_inputs(instance, self.image_size, self.mean.view(3),
@@ -80,7 +80,7 @@ class VlmBackend(JointModelBackend):
         return PreparedInstance(instance, tokens, state=(inputs, answer_length))
 
     @torch.inference_mode()
-    def score(self, instance: PreparedInstance, masks: np.ndarray) -> np.ndarray:
+    def forward(self, instance: PreparedInstance[tuple[MaskedInputs, int]], masks: np.ndarray) -> np.ndarray:
         inputs, answer_length = instance.state
         out = []
         for pixels, ids in self.batches(inputs, masks, instance.num_patches):

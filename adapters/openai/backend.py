@@ -102,7 +102,7 @@ class OpenAIBackend(ScoringBackend):
 
     # -- players ---------------------------------------------------------------------------
 
-    def prepare(self, instance: DecodedInstance) -> PreparedInstance:
+    def prepare(self, instance: DecodedInstance) -> PreparedInstance[_InstanceState]:
         target = instance.target.strip()
         scoring = self.options.scoring
         if not target and not scoring.target_token_ids:
@@ -154,10 +154,7 @@ class OpenAIBackend(ScoringBackend):
 
     # -- the contract ----------------------------------------------------------------------
 
-    def score(self, instance: PreparedInstance, masks: np.ndarray) -> np.ndarray:
-        return self.score_call(instance, masks, ScoreCall()).values
-
-    def score_call(self, instance: PreparedInstance, masks: np.ndarray, call: ScoreCall) -> ScoreResult:
+    def score(self, instance: PreparedInstance[_InstanceState], masks: np.ndarray, call: ScoreCall) -> ScoreResult:
         state: _InstanceState = instance.state
         target = instance.decoded.target.strip()
         keys = [self._key(state.renderer.render(mask), target) for mask in masks]

@@ -12,22 +12,22 @@ import hashlib
 
 import numpy as np
 
-from multishap.adapters.base import DecodedInstance, PreparedInstance, ScoringBackend
+from multishap.adapters.base import DecodedInstance, ModelBackend, PreparedInstance
 from multishap.service.rpc.errors import InvalidArgument, shown
 
-from multishap.service.math.games import FAMILIES, make_game
+from multishap.service.math.games import FAMILIES, MobiusGame, SmoothGame, make_game
 
 DEFAULT_FAMILY = "mixed"
 
 
-class SyntheticBackend(ScoringBackend):
+class SyntheticBackend(ModelBackend):
     """Scores coalitions with a deterministic synthetic game."""
 
     model_id = "multishap/synthetic"
     score_semantics = "synthetic game value (closed-form truth where the family has one)"
     parameters = {"family": f"game family: {', '.join(FAMILIES)}", "seed": "the game's seed, a whole number"}
 
-    def prepare(self, instance: DecodedInstance) -> PreparedInstance:
+    def prepare(self, instance: DecodedInstance) -> PreparedInstance[MobiusGame | SmoothGame]:
         tokens = instance.text.split()
         if not tokens:
             raise InvalidArgument("the text has no words: the synthetic game needs at least one token")
@@ -44,5 +44,5 @@ class SyntheticBackend(ScoringBackend):
         game = make_game(family, instance.rows * instance.cols, len(tokens), seed)
         return PreparedInstance(instance, tokens, truth=game.interactions("SII"), state=game)
 
-    def score(self, instance: PreparedInstance, masks: np.ndarray) -> np.ndarray:
+    def forward(self, instance: PreparedInstance[MobiusGame | SmoothGame], masks: np.ndarray) -> np.ndarray:
         return instance.state(masks)

@@ -57,7 +57,8 @@ class Admission:
     def _refuse(self, why: str) -> ResourceExhausted:
         return ResourceExhausted(
             f"the server is busy: {why} (max_concurrent_explanations = {self.running}, "
-            f"max_queued_explanations = {self.queued}); retry later", retry_after=self.retry_after())
+            f"max_queued_explanations = {self.queued}); retry later", retry_after=self.retry_after(),
+            limit="max_queued_explanations")
 
     @contextmanager
     def slot(self, deadline: Optional[float], stopped: Callable[[], bool]) -> Iterator[None]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from multishap.service.math.games import MobiusGame
+from multishap.service.math.validation import ArgumentError
 
 MULTISHAP_MODES = ("signed", "positive", "absolute")
 
@@ -27,10 +28,10 @@ def multishap_scores(phi: np.ndarray, mode: str = "signed") -> tuple[np.ndarray,
     """Patch and token scores from Phi's row and column sums of the chosen transform."""
     phi = np.asarray(phi, dtype=np.float64)
     if phi.ndim != 2:
-        raise ValueError(f"phi must be an (m, n) matrix; got shape {phi.shape}")
+        raise ArgumentError(f"phi must be an (m, n) matrix; got shape {phi.shape}")
     transforms = {"positive": lambda x: np.maximum(x, 0.0), "signed": lambda x: x, "absolute": np.abs}
     if mode not in transforms:
-        raise ValueError(f"mode must be one of {MULTISHAP_MODES}; got {mode!r}")
+        raise ArgumentError(f"mode must be one of {MULTISHAP_MODES}; got {mode!r}")
     t = transforms[mode](phi)
     return t.sum(axis=1), t.sum(axis=0)
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from multishap.service.math.estimators.coalitions import CoalitionStore, ValueFunction
 from multishap.service.math.estimators.weights import sii_weights
-from multishap.service.math.validation import check_game_size, check_int, check_value_fn
+from multishap.service.math.validation import ArgumentError, check_game_size, check_int, check_value_fn
 from multishap.service import defaults
 
 __all__ = [
@@ -90,12 +90,12 @@ class MacroGameSII:
 def _check_scores(scores: Sequence[float] | np.ndarray, length: int, name: str) -> np.ndarray:
     arr = np.asarray(scores)
     if arr.ndim != 1 or arr.shape[0] != length:
-        raise ValueError(f"{name} must be a 1-D array of length {length}; got shape {np.shape(scores)}")
+        raise ArgumentError(f"{name} must be a 1-D array of length {length}; got shape {np.shape(scores)}")
     if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must hold real numbers; got dtype {arr.dtype}")
+        raise ArgumentError(f"{name} must hold real numbers; got dtype {arr.dtype}")
     arr = arr.astype(np.float64)
     if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinity; every score must be finite")
+        raise ArgumentError(f"{name} contains NaN or infinity; every score must be finite")
     return arr
 
 
@@ -111,7 +111,7 @@ def _validate(
 
 def _check_eps(eps: float) -> None:
     if not np.isfinite(eps) or eps <= 0:
-        raise ValueError(f"eps must be a positive number (the normaliser's floor); got {eps!r}")
+        raise ArgumentError(f"eps must be a positive number (the normaliser's floor); got {eps!r}")
 
 
 def alpha_grid(steps: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+from multishap.service.math.validation import ArgumentError
 
 FAMILIES = (
     "unanimity-low",
@@ -32,7 +33,7 @@ FAMILIES = (
 def _check_masks(masks: np.ndarray, n_players: int) -> np.ndarray:
     masks = np.asarray(masks)
     if masks.ndim != 2 or masks.shape[1] != n_players:
-        raise ValueError(f"masks must have shape (B, {n_players}); got {masks.shape}")
+        raise ArgumentError(f"masks must have shape (B, {n_players}); got {masks.shape}")
     return masks.astype(bool, copy=False)
 
 
@@ -245,7 +246,7 @@ def bilinear_game(m: int, n: int, seed: int, dim: int = 8) -> SmoothGame:
 def make_game(family: str, m: int, n: int, seed: int = 0) -> MobiusGame | SmoothGame:
     """Build a game of a named family; the same arguments always give the same game."""
     if m < 1 or n < 1:
-        raise ValueError(f"a game needs at least one patch and one token; got m={m}, n={n}")
+        raise ArgumentError(f"a game needs at least one patch and one token; got m={m}, n={n}")
     builders: dict[str, Callable[[], MobiusGame | SmoothGame]] = {
         "unanimity-low": lambda: unanimity_game(m, n, seed, n_terms=max(30, (m + n) + 20), orders=(1, 4), name=family),
         "unanimity-high": lambda: unanimity_game(m, n, seed, n_terms=max(30, (m + n) + 20), orders=(4, 8), name=family),
@@ -256,5 +257,5 @@ def make_game(family: str, m: int, n: int, seed: int = 0) -> MobiusGame | Smooth
         "bilinear": lambda: bilinear_game(m, n, seed),
     }
     if family not in builders:
-        raise ValueError(f"unknown game family {family!r}; choose one of {', '.join(FAMILIES)}")
+        raise ArgumentError(f"unknown game family {family!r}; choose one of {', '.join(FAMILIES)}")
     return builders[family]()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
+from multishap.service.math.validation import ArgumentError
 
 __all__ = ["DatasetMetrics", "InstanceMetrics", "dataset_metrics", "instance_metrics"]
 
@@ -39,9 +40,9 @@ def instance_metrics(phi: np.ndarray) -> InstanceMetrics:
     """MultiSHAP metrics of one interaction matrix (any shape; NaN or inf is refused)."""
     phi = np.asarray(phi, dtype=np.float64)
     if phi.size == 0:
-        raise ValueError("phi is empty: an interaction matrix needs at least one entry")
+        raise ArgumentError("phi is empty: an interaction matrix needs at least one entry")
     if not np.isfinite(phi).all():
-        raise ValueError("phi contains NaN or infinity; metrics need finite interactions")
+        raise ArgumentError("phi contains NaN or infinity; metrics need finite interactions")
     synergy = float(np.maximum(phi, 0.0).sum())
     suppression = float(np.maximum(-phi, 0.0).sum())
     total = synergy + suppression
@@ -53,7 +54,7 @@ def dataset_metrics(synergy_ratios: Iterable[float]) -> DatasetMetrics:
     """MSR and SDR of a dataset from its instances' synergy ratios."""
     r = np.asarray(list(synergy_ratios), dtype=np.float64)
     if r.ndim != 1 or r.size == 0:
-        raise ValueError("dataset_metrics needs a non-empty list of synergy ratios")
+        raise ArgumentError("dataset_metrics needs a non-empty list of synergy ratios")
     if not np.isfinite(r).all() or (r < 0).any() or (r > 1).any():
-        raise ValueError("synergy ratios must be finite numbers in [0, 1]")
+        raise ArgumentError("synergy ratios must be finite numbers in [0, 1]")
     return DatasetMetrics(msr=float(r.mean()), sdr=float((r > 0.5).mean()), count=int(r.size))

@@ -1,24 +1,28 @@
-"""Argument checks shared by the library entry points: each failure is a ValueError with a
-sentence that names the argument and what it must be."""
+"""Argument checks shared by the library entry points: each failure is an :class:`ArgumentError`
+(a ValueError) with a sentence that names the argument and what it must be."""
 
 from __future__ import annotations
 
 import numpy as np
 
 
+class ArgumentError(ValueError):
+    """An argument the caller passed is invalid; the message says which and what it must be."""
+
+
 def check_int(name: str, value: object, minimum: int, meaning: str = "") -> int:
-    """``value`` as an int, or ValueError if it is not an integer >= minimum."""
+    """``value`` as an int, or ArgumentError if it is not an integer >= minimum."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer{meaning}; got {value!r}")
+        raise ArgumentError(f"{name} must be an integer{meaning}; got {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}{meaning}; got {value}")
+        raise ArgumentError(f"{name} must be at least {minimum}{meaning}; got {value}")
     return int(value)
 
 
 def check_value_fn(value_fn: object) -> None:
-    """ValueError unless ``value_fn`` is callable."""
+    """ArgumentError unless ``value_fn`` is callable."""
     if not callable(value_fn):
-        raise ValueError("value_fn must be callable: masks (B, m + n) bool -> values (B,) float")
+        raise ArgumentError("value_fn must be callable: masks (B, m + n) bool -> values (B,) float")
 
 
 def check_game_size(m: object, n: object) -> tuple[int, int]:
@@ -30,6 +34,6 @@ def check_game_size(m: object, n: object) -> tuple[int, int]:
 
 
 def check_grid(rows: int, cols: int) -> None:
-    """ValueError (INVALID_ARGUMENT on the wire) unless the grid has a row and a column."""
+    """ArgumentError unless the grid has a row and a column."""
     if rows < 1 or cols < 1:
-        raise ValueError(f"the patch grid must have at least 1 row and 1 column; got {rows}x{cols}")
+        raise ArgumentError(f"the patch grid must have at least 1 row and 1 column; got {rows}x{cols}")

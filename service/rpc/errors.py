@@ -1,16 +1,19 @@
-"""Errors that carry the gRPC status they map to; the message is a sentence for a person.
+"""The errors servers raise, as plain exception classes; none of them knows a protocol.
 
-The math raises ``ValueError`` for bad arguments; servers raise these. One interceptor
-(:mod:`multishap.service.rpc.runtime`) turns both into status codes. A value the caller sent
-is quoted in a message only through :func:`shown`, which caps it, so a huge field cannot
-blow up the reply's metadata.
+Each class says what went wrong (a bad argument, an unknown target, an overload...) with a
+message that is a sentence safe to show the caller. The one place that turns them into gRPC
+status codes is the interceptor's table (:mod:`multishap.service.rpc.status`); the math
+raises :class:`~multishap.service.math.validation.ArgumentError` for bad arguments, which
+:class:`InvalidArgument` extends, and any other exception is a bug: INTERNAL with an error
+id. A value the caller sent is quoted in a message only through :func:`shown`, which caps
+it, so a huge field cannot blow up the reply's metadata.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
-import grpc
+from multishap.service.math.validation import ArgumentError
 
 # Characters of a caller's value quoted in an error message.
 ECHO_CHARS = 80
@@ -29,11 +32,9 @@ def shown(value: object, limit: int = ECHO_CHARS) -> str:
 class ServiceError(Exception):
     """Base class: an error whose message is safe to show to the caller."""
 
-    code = grpc.StatusCode.INTERNAL
 
-
-class InvalidArgument(ServiceError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+class InvalidArgument(ServiceError, ArgumentError):
+    """The request is malformed or a field is out of its range."""
 
 
 class UndecodableRequest(InvalidArgument):
@@ -44,49 +45,42 @@ class UndecodableRequest(InvalidArgument):
 
 
 class NotFound(ServiceError):
-    code = grpc.StatusCode.NOT_FOUND
+    """The request names something the server does not have (a target)."""
 
 
 class ResourceExhausted(ServiceError):
-    """Over a limit; with ``retry_after`` (seconds) the refusal is temporary (overload) and
+    """Over a limit. ``limit`` names the configured limit that refused it (the reply carries it as
+    google.rpc.QuotaFailure); with ``retry_after`` (seconds) the refusal is temporary (overload) and
     the reply carries that pushback as google.rpc.RetryInfo."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-    def __init__(self, message: str, retry_after: Optional[float] = None) -> None:
+    def __init__(self, message: str, retry_after: Optional[float] = None, limit: Optional[str] = None) -> None:
         super().__init__(message)
-        self.retry_after = retry_after
+        self.retry_after, self.limit = retry_after, limit
 
 
 class Unavailable(ServiceError):
-    code = grpc.StatusCode.UNAVAILABLE
+    """A target or the server cannot take the call now; trying again later may work."""
 
 
 class DeadlineExceeded(ServiceError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    """The call's deadline passed before its work finished."""
 
 
 class Cancelled(ServiceError):
-    code = grpc.StatusCode.CANCELLED
+    """The call was cancelled (by its client, or because the server is stopping)."""
 
 
 class Unauthenticated(ServiceError):
     """A target's credentials were refused (e.g. an adapter's API key)."""
 
-    code = grpc.StatusCode.UNAUTHENTICATED
-
 
 class PermissionDenied(ServiceError):
-    code = grpc.StatusCode.PERMISSION_DENIED
+    """A target refused the call for lack of permission."""
 
 
 class FailedPrecondition(ServiceError):
     """The request is fine but the target cannot serve it as configured."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
-
 
 class TargetFailed(ServiceError):
     """The target answered, but wrongly (NaN scores, wrong count, an internal error)."""
-
-    code = grpc.StatusCode.INTERNAL

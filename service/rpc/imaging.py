@@ -39,12 +39,12 @@ def _opened(data: bytes, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError:
         raise ResourceExhausted(f"the image declares more pixels than PIL decodes safely "
                                 f"({2 * Image.MAX_IMAGE_PIXELS}); this server's limit max_image_pixels = "
-                                f"{max_pixels}") from None
+                                f"{max_pixels}", limit="max_image_pixels") from None
     except Exception:  # noqa: BLE001 - any decoder failure is the caller's input
         raise InvalidArgument(f"the image could not be decoded: send {', '.join(ALLOWED_FORMATS)}") from None
     width, height = img.size
     if width * height > max_pixels:
         img.close()
         raise ResourceExhausted(f"the image is {width}x{height} = {width * height} pixels, over this server's "
-                                f"limit max_image_pixels = {max_pixels}")
+                                f"limit max_image_pixels = {max_pixels}", limit="max_image_pixels")
     return img

@@ -27,7 +27,7 @@ MAX_BLUR_RADIUS = 1000.0
 
 
 def _over(subject: str, key: str, limit: int) -> ResourceExhausted:
-    return ResourceExhausted(f"{subject}, over this server's limit {key} = {limit}")
+    return ResourceExhausted(f"{subject}, over this server's limit {key} = {limit}", limit=key)
 
 
 def check_grid_limits(grid: common_pb2.Grid, limits: Limits) -> None:

@@ -1,7 +1,7 @@
 """Server plumbing shared by the explainer and every adapter.
 
-One interceptor turns whatever a handler raises into a status (ServiceError -> its code,
-ValueError -> INVALID_ARGUMENT, anything else -> INTERNAL with an incident id), refuses
+One interceptor turns whatever a handler raises into a status (a deliberate error by the table
+of :mod:`.status`, anything else INTERNAL with an error id), refuses
 requests that are not valid protobuf with INVALID_ARGUMENT before they reach a handler,
 counts every refusal in ``multishap_rpc_errors_total``, caps every message it sends, and
 writes one structured log line per RPC. Servers are bound before anything slow happens
@@ -36,8 +36,9 @@ from prometheus_client import (
     start_http_server,
 )
 
-from multishap.service.rpc.errors import ServiceError, UndecodableRequest, clip
 from multishap.service import defaults
+from multishap.service.rpc.errors import UndecodableRequest, clip
+from multishap.service.rpc.status import status_code
 
 log = logging.getLogger("multishap")
 
@@ -52,14 +53,15 @@ class _Undecodable:
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The status code and caller-safe message for an exception raised by a handler."""
-    if isinstance(exc, ServiceError):
-        return exc.code, clip(str(exc), MAX_DETAILS_CHARS)
-    if isinstance(exc, ValueError):
-        return grpc.StatusCode.INVALID_ARGUMENT, clip(str(exc), MAX_DETAILS_CHARS)
-    incident = uuid.uuid4().hex[:12]
-    _TRACEBACKS.log(f"internal error {incident}", exc)
-    return grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); the server log has the details"
+    """The status code and caller-safe message for an exception raised by a handler: a deliberate
+    error by the table of :mod:`.status`, anything else INTERNAL with an error id that the log keeps
+    beside the traceback."""
+    code = status_code(exc)
+    if code is not None:
+        return code, clip(str(exc), MAX_DETAILS_CHARS)
+    error_id = uuid.uuid4().hex[:12]
+    _TRACEBACKS.log(f"internal error {error_id}", exc)
+    return grpc.StatusCode.INTERNAL, f"internal error; the server log has the details (error id {error_id})"
 
 
 class _RateLimitedTracebacks:
@@ -118,17 +120,33 @@ def _log_line(method: str, code: grpc.StatusCode, seconds: float, record: RpcRec
     log.log(level, " ".join(parts))
 
 
-def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, exc: BaseException) -> None:
-    """Abort the RPC; overload refusals carry google.rpc.RetryInfo with the pushback delay."""
+def _details(exc: BaseException) -> list[any_pb2.Any]:
+    """Rich-status details of a refusal: google.rpc.RetryInfo with the pushback delay of an overload,
+    google.rpc.QuotaFailure naming the limit that refused it."""
+    details = []
     retry_after = getattr(exc, "retry_after", None)
-    if retry_after is None:
+    if retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(retry_after * 1e9))
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        details.append(detail)
+    limit = getattr(exc, "limit", None)
+    if limit is not None:
+        detail = any_pb2.Any()
+        detail.Pack(error_details_pb2.QuotaFailure(
+            violations=[error_details_pb2.QuotaFailure.Violation(subject=limit, description=str(exc))]))
+        details.append(detail)
+    return details
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, exc: BaseException) -> None:
+    """Abort the RPC, with the rich-status details of :func:`_details` when there are any."""
+    details = _details(exc)
+    if not details:
         context.abort(code, message)
-    detail = any_pb2.Any()
-    delay = duration_pb2.Duration()
-    delay.FromNanoseconds(int(retry_after * 1e9))
-    detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
     context.abort_with_status(rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message,
-                                                                     details=[detail])))
+                                                                     details=details)))
 
 
 class ExceptionInterceptor(grpc.ServerInterceptor):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from multishap.service.math.validation import ArgumentError
 
 
 def pack_coalitions(masks: np.ndarray) -> bytes:
@@ -13,12 +14,12 @@ def pack_coalitions(masks: np.ndarray) -> bytes:
 def unpack_coalitions(data: bytes, num_players: int, num_coalitions: int) -> np.ndarray:
     """Inverse of :func:`pack_coalitions`; ValueError when the sizes do not match."""
     if num_players < 1:
-        raise ValueError("num_players must be at least 1")
+        raise ArgumentError("num_players must be at least 1")
     if num_coalitions < 1:
-        raise ValueError("the request carries no coalition: num_coalitions must be at least 1")
+        raise ArgumentError("the request carries no coalition: num_coalitions must be at least 1")
     stride = (num_players + 7) // 8
     if len(data) != stride * num_coalitions:
-        raise ValueError(
+        raise ArgumentError(
             f"coalitions hold {len(data)} bytes but {num_coalitions} coalitions of "
             f"{num_players} players need {stride * num_coalitions} ({stride} bytes each)"
         )
@@ -34,6 +35,6 @@ def pack_values(values: np.ndarray) -> bytes:
 def unpack_values(data: bytes, expected: int) -> np.ndarray:
     """Inverse of :func:`pack_values`; ValueError unless it holds ``expected`` scores."""
     if len(data) != 8 * expected:
-        raise ValueError(f"the response holds {len(data) / 8:g} scores for {expected} coalitions")
+        raise ArgumentError(f"the response holds {len(data) / 8:g} scores for {expected} coalitions")
     return np.frombuffer(data, dtype="<f8").astype(np.float64)
 

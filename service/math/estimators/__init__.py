@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from multishap.service.math.estimators import derivative_regression, pair_sampling
-from multishap.service.math.validation import check_game_size, check_int, check_value_fn
+from multishap.service.math.validation import ArgumentError, check_game_size, check_int, check_value_fn
 from multishap.service.math.estimators.coalitions import ProgressCallback, ValueFunction
 from multishap.service.math.estimators.exact import MAX_EXACT_PLAYERS, exact_estimate
 from multishap.service.math.estimators.result import InteractionEstimate
@@ -42,9 +42,9 @@ def _check_common(value_fn: object, m: object, n: object, index: object, max_bat
     check_value_fn(value_fn)
     m, n = check_game_size(m, n)
     if m + n > MAX_PLAYERS:
-        raise ValueError(f"the estimators take at most {MAX_PLAYERS} players; this game has {m + n}")
+        raise ArgumentError(f"the estimators take at most {MAX_PLAYERS} players; this game has {m + n}")
     if index not in INDICES:
-        raise ValueError(f"index must be one of {INDICES}; got {index!r}")
+        raise ArgumentError(f"index must be one of {INDICES}; got {index!r}")
     return m, n, check_int("max_batch", max_batch, 1, " (rows per value_fn call)")
 
 
@@ -98,18 +98,18 @@ def estimate_interactions(
     """
     m, n, max_batch = _check_common(value_fn, m, n, index, max_batch)
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+        raise ArgumentError(f"method must be one of {METHODS}; got {method!r}")
     budget = check_int("budget", budget, 1, " (distinct coalitions to evaluate)")
     seed = check_int("seed", seed, 0)
     if method == "auto":
         method = choose_method(m, n, budget, index)
     if method == "exact" and m + n > MAX_EXACT_PLAYERS:
-        raise ValueError(
+        raise ArgumentError(
             f"exact enumeration is limited to {MAX_EXACT_PLAYERS} players; this game has {m + n}"
         )
     needed = _min_budget(method, m, n)
     if budget < needed:
-        raise ValueError(
+        raise ArgumentError(
             f"budget {budget} is too small for one step of method {method!r} with "
             f"{m} patches and {n} tokens: it needs at least {needed} coalitions"
         )

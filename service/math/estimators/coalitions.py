@@ -15,6 +15,7 @@ import numpy as np
 
 from multishap.service.math.interrupt import checkpoint
 from multishap.service import defaults
+from multishap.service.math.validation import ArgumentError
 
 ValueFunction = Callable[[np.ndarray], np.ndarray]
 ProgressCallback = Callable[[int, int], None]
@@ -130,14 +131,14 @@ def check_values(out: object, rows: int) -> np.ndarray:
     try:
         arr = np.asarray(out)
     except Exception as exc:  # noqa: BLE001 - any conversion failure is the caller's bug
-        raise ValueError(f"value_fn returned something that is not an array ({exc})") from exc
+        raise ArgumentError(f"value_fn returned something that is not an array ({exc})") from exc
     if arr.dtype.kind not in "biuf":
-        raise ValueError(
+        raise ArgumentError(
             f"value_fn must return real numbers; it returned dtype {arr.dtype} "
             f"for a batch of {rows} coalitions"
         )
     if arr.shape != (rows,):
-        raise ValueError(
+        raise ArgumentError(
             f"value_fn returned shape {arr.shape} for a batch of {rows} coalitions; "
             f"expected ({rows},): one value per coalition"
         )
@@ -145,7 +146,7 @@ def check_values(out: object, rows: int) -> np.ndarray:
     bad = ~np.isfinite(arr)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise ValueError(
+        raise ArgumentError(
             f"value_fn returned NaN or infinity for {int(bad.sum())} of {rows} coalitions "
             f"(first at row {first}: {arr[first]}); scores must be finite"
         )

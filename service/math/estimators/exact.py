@@ -11,6 +11,7 @@ from multishap.service.math.estimators.coalitions import ProgressCallback, Value
 from multishap.service.math.estimators.result import InteractionEstimate
 from multishap.service.math.estimators.weights import bii_weights, shapley_weights, sii_weights
 from multishap.service import defaults
+from multishap.service.math.validation import ArgumentError
 
 MAX_EXACT_PLAYERS = 26
 _CHUNK = 1 << 16
@@ -37,7 +38,7 @@ def exact_estimate(
     """
     n_players = m + n
     if n_players > MAX_EXACT_PLAYERS:
-        raise ValueError(
+        raise ArgumentError(
             f"exact enumeration needs 2^{n_players} coalitions; it is limited to "
             f"{MAX_EXACT_PLAYERS} players - use a sampling method for larger games"
         )
