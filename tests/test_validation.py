@@ -82,7 +82,8 @@ def test_bad_value_functions(kind, message, method):
 
 
 def test_games_past_the_float64_range_of_the_size_weights_are_refused():
-    from multishap.service.math.estimators import MAX_PLAYERS, estimate_interactions
+    from multishap.service.math.estimators import ESTIMATORS, estimate_interactions
 
-    with pytest.raises(ValueError, match=f"at most {MAX_PLAYERS} players; this game has 1030"):
+    most = ESTIMATORS["kernel"].max_players
+    with pytest.raises(ValueError, match=f"method 'kernel' takes at most {most} players; this game has 1030"):
         estimate_interactions(lambda masks: np.zeros(len(masks)), 1000, 30, method="kernel")

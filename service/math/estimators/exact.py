@@ -1,12 +1,14 @@
-"""Exact interaction indices by enumerating all 2^N coalitions (ground truth, N <= ~22)."""
+"""The `exact` estimator: interaction indices by enumerating all 2^N coalitions (ground truth, N <= 26; 20 in seconds)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 import numpy as np
 
 from multishap.service.math.interrupt import checkpoint
+from multishap.service.math.estimators.base import Estimator
 from multishap.service.math.estimators.coalitions import ProgressCallback, ValueFunction, check_values
 from multishap.service.math.estimators.result import InteractionEstimate
 from multishap.service.math.estimators.weights import bii_weights, shapley_weights, sii_weights
@@ -100,3 +102,19 @@ def _anchor_codes(m: int, n: int) -> dict[str, int]:
     image = (1 << m) - 1
     text = ((1 << n) - 1) << m
     return {"v_empty": 0, "v_full": image | text, "v_image_only": image, "v_text_only": text}
+
+
+class ExactEstimator(Estimator):
+    name = "exact"
+    summary = "enumerate all 2^(m+n) coalitions: the truth, for small games"
+    description = "enumerates all 2^(m+n) coalitions (up to 26 players; 20 in seconds)"
+    reports = "exact Φ (standard errors 0) and the players' Shapley values"
+    max_players = MAX_EXACT_PLAYERS
+
+    def min_budget(self, m: int, n: int) -> int:
+        return 1 << (m + n)
+
+    def estimate(self, value_fn: ValueFunction, m: int, n: int, budget: int, seed: int, index: str,
+                 max_batch: int, progress: Optional[ProgressCallback]) -> InteractionEstimate:
+        est = exact_estimate(value_fn, m, n, index, max_batch, progress)
+        return replace(est, seed=seed, budget=budget)
