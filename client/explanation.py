@@ -1,25 +1,29 @@
-"""Typed results the SDK returns: explanations and faithfulness reports."""
+"""Typed results the SDK returns: explanations and faithfulness reports, with what they were asked for, and their
+JSON, notebook and plot views."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from multishap.service.rpc.convert import matrix_from_proto
+from multishap import __version__
+from multishap.service import defaults
+from multishap.service.math.metrics import InstanceMetrics
+from multishap.service.rpc.convert import matrix_from_proto, metrics_from_proto
 from multishap.v1 import common_pb2, explainer_pb2
 
+from .provenance import SCHEMA_VERSION, Provenance, check_schema
 
-@dataclass(frozen=True)
-class Metrics:
-    """MultiSHAP metrics of one Phi."""
+if TYPE_CHECKING:
+    import pandas
+    from matplotlib.figure import Figure
 
-    total: float
-    synergy: float
-    suppression: float
-    synergy_ratio: float
+    from .images import ImageLike
+
+Metrics = InstanceMetrics  # one shape of metrics for the math layer, the wire and the SDK
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,10 @@ class Target:
     model_id: str = ""
     score_semantics: str = ""
     reachable: bool = True
+
+    @classmethod
+    def from_proto(cls, msg: explainer_pb2.TargetInfo) -> "Target":
+        return cls(msg.name, list(msg.addresses), msg.model_id, msg.score_semantics, msg.reachable)
 
 
 @dataclass(frozen=True)
@@ -49,9 +57,31 @@ class Usage:
                    msg.bounded)
 
 
-@dataclass
+def _decoded(instance: Optional[common_pb2.Instance]) -> Optional[np.ndarray]:
+    """The request's image as an RGB array, or None when there is no request or no image in it."""
+    if instance is None or not instance.image:
+        return None
+    from .images import to_pil
+
+    return np.asarray(to_pil(instance.image))
+
+
+def _provenance(instance: Optional[common_pb2.Instance], image_name: Optional[str]) -> Provenance:
+    if instance is None:
+        return Provenance(image_name=image_name, tool_version=__version__)
+    return Provenance.from_instance(instance, image_name)
+
+
+def _array(values: Any) -> Optional[np.ndarray]:
+    return None if values is None else np.asarray(values, dtype=np.float64)
+
+
+@dataclass(repr=False)
 class Explanation:
-    """Phi (patches x tokens) with its standard errors, players, metrics and provenance."""
+    """Phi (patches x tokens) with its standard errors, players, metrics, cost and provenance.
+
+    ``image`` (not saved to JSON) is the photo the heatmaps are drawn over.
+    """
 
     phi: np.ndarray
     stderr: np.ndarray
@@ -73,25 +103,30 @@ class Explanation:
     target: Target
     usage: Usage = Usage()
     dry_run: bool = False
-    image: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+    provenance: Provenance = field(default_factory=Provenance)
+    image: Optional[np.ndarray] = field(default=None, compare=False)
 
     @classmethod
-    def from_proto(cls, msg: explainer_pb2.Explanation, image: Optional[np.ndarray] = None) -> "Explanation":
+    def from_proto(cls, msg: explainer_pb2.Explanation, *, request: Optional[explainer_pb2.ExplainRequest] = None,
+                   image: Optional[np.ndarray] = None, image_name: Optional[str] = None) -> "Explanation":
+        """The explanation in ``msg``, answering ``request``; ``image`` defaults to the request's decoded image
+        and ``image_name`` is the image's file name when it came from a path."""
+        instance = None if request is None else request.instance
         return cls(
             phi=matrix_from_proto(msg.phi), stderr=matrix_from_proto(msg.stderr), tokens=list(msg.tokens),
-            grid=(msg.grid.rows, msg.grid.cols),
-            metrics=Metrics(msg.metrics.total, msg.metrics.synergy, msg.metrics.suppression, msg.metrics.synergy_ratio),
+            grid=(msg.grid.rows, msg.grid.cols), metrics=metrics_from_proto(msg.metrics),
             shapley=np.asarray(msg.shapley) if len(msg.shapley) else None,
             v_full=msg.v_full, v_empty=msg.v_empty, v_image_only=msg.v_image_only, v_text_only=msg.v_text_only,
             modality_interaction=msg.modality_interaction, evaluations=msg.evaluations, seconds=msg.seconds,
             seed=msg.seed, method=msg.method, index=msg.index, budget=msg.budget,
-            target=Target(msg.target.name, list(msg.target.addresses), msg.target.model_id,
-                          msg.target.score_semantics, msg.target.reachable),
-            usage=Usage.from_proto(msg.usage), dry_run=msg.dry_run, image=image,
+            target=Target.from_proto(msg.target), usage=Usage.from_proto(msg.usage), dry_run=msg.dry_run,
+            provenance=_provenance(instance, image_name), image=_decoded(instance) if image is None else image,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k != "image"}
+        """Every field but the image, as JSON types, under the current ``schema_version``."""
+        out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        out.update((k, v) for k, v in asdict(self).items() if k != "image")
         out["phi"], out["stderr"] = self.phi.tolist(), self.stderr.tolist()
         out["shapley"] = None if self.shapley is None else self.shapley.tolist()
         out["grid"] = list(self.grid)
@@ -103,26 +138,46 @@ class Explanation:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Explanation":
-        data = dict(data)
-        data["phi"] = np.asarray(data["phi"], dtype=np.float64)
-        data["stderr"] = np.asarray(data["stderr"], dtype=np.float64)
-        data["shapley"] = None if data.get("shapley") is None else np.asarray(data["shapley"], dtype=np.float64)
+        """Read :meth:`to_dict`'s output, or that of a version before provenance was recorded (it reads as None)."""
+        check_schema(data, "explanation")
+        data = {k: v for k, v in data.items() if k != "schema_version"}
+        data["phi"], data["stderr"] = _array(data["phi"]), _array(data["stderr"])
+        data["shapley"] = _array(data.get("shapley"))
         data["grid"] = tuple(data["grid"])
         data["metrics"] = Metrics(**data["metrics"])
         data["target"] = Target(**data["target"])
         data["usage"] = Usage(**data.get("usage", {}))
+        data["provenance"] = Provenance.from_dict(data.get("provenance", {}))
         return cls(**data)
 
     @classmethod
     def from_json(cls, text: str) -> "Explanation":
         return cls.from_dict(json.loads(text))
 
-    def plot(self, image=None, max_tokens: int = 12):
-        """Matplotlib figure: one patch heatmap per token over the image, one shared
-        symmetric colour scale (red = synergy, blue = suppression), and the token average."""
+    def plot(self, image: Optional["ImageLike"] = None, max_tokens: int = 12, scale: str = "shared") -> "Figure":
+        """Per-token heatmaps of Phi over the image (``image``, else the one it was explained on; without either,
+        the heatmaps alone, saying so); ``scale`` is "shared" (one symmetric scale) or "per-token"."""
         from .plot import plot_explanation
 
-        return plot_explanation(self, self.image if image is None else image, max_tokens)
+        return plot_explanation(self, self.image if image is None else image, max_tokens=max_tokens, scale=scale)
+
+    def to_dataframe(self) -> "pandas.DataFrame":
+        """Phi in long format, one row per (patch, token): row, col, patch, token_index, token, phi, stderr."""
+        from .frames import explanation_frame
+
+        return explanation_frame(self)
+
+    def _repr_html_(self) -> str:
+        from .html import explanation_html
+
+        return explanation_html(self)
+
+    def __repr__(self) -> str:
+        rows, cols = self.grid
+        asked = "" if self.provenance.text is None else f"{self.provenance.text!r} → {self.provenance.answer!r}, "
+        return (f"<Explanation {asked}target {self.target.name!r}: {rows}x{cols} patches × {len(self.tokens)} tokens, "
+                f"{self.method} {self.index}, {self.evaluations} evaluations{' (dry run)' if self.dry_run else ''}, "
+                f"synergy ratio {self.metrics.synergy_ratio:.3f}>")
 
 
 @dataclass(frozen=True)
@@ -132,9 +187,12 @@ class Unimodal:
     srg: float
 
 
-@dataclass
+@dataclass(repr=False)
 class FaithfulnessReport:
-    """F_syn (published, unclipped, raw), its curves, unimodal metrics and the macro game."""
+    """F_syn (published, unclipped, raw), its curves, unimodal metrics, the macro game, and what was scored.
+
+    ``explainer`` names the scores evaluated ("multishap", "random", "shapley", or "given": the caller's).
+    """
 
     f_syn: float
     f_ins: float
@@ -154,10 +212,25 @@ class FaithfulnessReport:
     tokens: list[str]
     seconds: float
     usage: Usage = Usage()
+    target: Target = Target("", [])
+    grid: tuple[int, int] = (0, 0)
+    explainer: str = ""
+    provenance: Provenance = field(default_factory=Provenance)
+    image: Optional[np.ndarray] = field(default=None, compare=False)
 
     @classmethod
-    def from_proto(cls, msg: explainer_pb2.FaithfulnessResult) -> "FaithfulnessReport":
+    def from_proto(cls, msg: explainer_pb2.FaithfulnessResult, *,
+                   request: Optional[explainer_pb2.FaithfulnessRequest] = None, image: Optional[np.ndarray] = None,
+                   image_name: Optional[str] = None) -> "FaithfulnessReport":
+        """The result in ``msg``, answering ``request`` (see :meth:`Explanation.from_proto`)."""
+        instance = None if request is None else request.instance
         macro = np.asarray(msg.macro_per_step) if len(msg.macro_per_step) else None
+        if request is None:
+            explainer = ""
+        elif request.patch_scores or request.token_scores:
+            explainer = "given"
+        else:
+            explainer = (request.explainer or defaults.FAITHFULNESS_EXPLAINER).lower()
         return cls(
             f_syn=msg.f_syn, f_ins=msg.f_ins, f_del=msg.f_del, f_syn_unclipped=msg.f_syn_unclipped,
             f_syn_raw=msg.f_syn_raw, alphas=np.asarray(msg.alphas), curve_ins=np.asarray(msg.curve_ins),
@@ -167,5 +240,62 @@ class FaithfulnessReport:
             macro_per_step=macro, macro_auc=msg.macro_auc if macro is not None else None,
             evaluations=msg.evaluations, patch_scores=np.asarray(msg.patch_scores),
             token_scores=np.asarray(msg.token_scores), tokens=list(msg.tokens), seconds=msg.seconds,
-            usage=Usage.from_proto(msg.usage),
+            usage=Usage.from_proto(msg.usage), target=Target.from_proto(msg.target),
+            grid=(0, 0) if instance is None else (instance.grid.rows, instance.grid.cols), explainer=explainer,
+            provenance=_provenance(instance, image_name), image=_decoded(instance) if image is None else image,
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field but the image, as JSON types, under the current ``schema_version``."""
+        out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        out.update((k, v) for k, v in asdict(self).items() if k != "image")
+        for name in ("alphas", "curve_ins", "curve_del", "patch_scores", "token_scores"):
+            out[name] = getattr(self, name).tolist()
+        out["macro_per_step"] = None if self.macro_per_step is None else self.macro_per_step.tolist()
+        out["grid"] = list(self.grid)
+        return out
+
+    def to_json(self, indent: Optional[int] = None) -> str:
+        """JSON with every field but the image; ``from_json`` reads it back exactly."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FaithfulnessReport":
+        check_schema(data, "faithfulness report")
+        data = {k: v for k, v in data.items() if k != "schema_version"}
+        for name in ("alphas", "curve_ins", "curve_del", "patch_scores", "token_scores", "macro_per_step"):
+            data[name] = _array(data.get(name))
+        data["visual"], data["text"] = Unimodal(**data["visual"]), Unimodal(**data["text"])
+        data["usage"] = Usage(**data.get("usage", {}))
+        data["target"] = Target(**data["target"])
+        data["grid"] = tuple(data["grid"])
+        data["provenance"] = Provenance.from_dict(data.get("provenance", {}))
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FaithfulnessReport":
+        return cls.from_dict(json.loads(text))
+
+    def plot(self) -> "Figure":
+        """The insertion and deletion interaction curves over α (and the macro-game reference when computed),
+        with F_syn and the unimodal metrics."""
+        from .plot import plot_faithfulness
+
+        return plot_faithfulness(self)
+
+    def to_dataframe(self) -> "pandas.DataFrame":
+        """The curves, one row per α: alpha, insertion, deletion (and macro_game when computed)."""
+        from .frames import faithfulness_frame
+
+        return faithfulness_frame(self)
+
+    def _repr_html_(self) -> str:
+        from .html import faithfulness_html
+
+        return faithfulness_html(self)
+
+    def __repr__(self) -> str:
+        scored = f" of {self.explainer!r}" if self.explainer else ""
+        return (f"<FaithfulnessReport{scored} on target {self.target.name!r}: F_syn {self.f_syn:.3f} "
+                f"(insertion {self.f_ins:.3f}, deletion {self.f_del:.3f}), {len(self.alphas) - 1} steps, "
+                f"{self.evaluations} evaluations>")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from .explanation import Explanation, Usage
+from .labels import strongest_pairs
+from .provenance import output_stem
 
 
 def usage_line(usage: Usage, estimate: bool = False) -> str:
@@ -33,15 +36,21 @@ def dry_run_summary(exp: Explanation) -> str:
     ])
 
 
+def _strongest(exp: Explanation, synergy: bool) -> str:
+    pairs = strongest_pairs(exp.phi, exp.stderr, exp.tokens, exp.grid[1], 1, synergy)
+    return f"{pairs[0].label} (Φ = {pairs[0].phi:+.4g})" if pairs else "none"
+
+
 def summary(exp: Explanation) -> str:
-    """Metrics table and the strongest synergy and suppression, as text."""
+    """What was explained, the metrics table and the strongest synergy and suppression, as text."""
     rows, cols = exp.grid
-    i, j = np.unravel_index(np.argmax(exp.phi), exp.phi.shape)
-    k, l = np.unravel_index(np.argmin(exp.phi), exp.phi.shape)
+    p = exp.provenance
     lines = [
+        *([] if p.text is None else [f"text {p.text!r}, answer {p.answer!r}"
+                                     f"{f', image {p.image_name}' if p.image_name else ''}"]),
         f"target {exp.target.name} ({exp.target.model_id}): {exp.target.score_semantics}",
         f"{exp.method} {exp.index}: {exp.evaluations} coalitions of budget {exp.budget}, {exp.seconds:.2f} s, seed {exp.seed}",
-        f"grid {rows}x{cols} patches x {len(exp.tokens)} tokens: {' | '.join(exp.tokens)}",
+        f"grid {rows}x{cols} patches (r0c0 top left) x {len(exp.tokens)} tokens: {' | '.join(exp.tokens)}",
         *([line] if (line := usage_line(exp.usage)) else []),
         "",
         "| metric | value |",
@@ -54,21 +63,19 @@ def summary(exp: Explanation) -> str:
         f"| image×text interaction | {exp.modality_interaction:+.4g} |",
         f"| largest standard error | {float(np.max(exp.stderr)):.3g} |",
         "",
-        f"strongest synergy:     patch r{i // cols}c{i % cols} with {exp.tokens[j]!r} (Φ = {exp.phi[i, j]:+.4g})",
-        f"strongest suppression: patch r{k // cols}c{k % cols} with {exp.tokens[l]!r} (Φ = {exp.phi[k, l]:+.4g})",
+        f"strongest synergy:     {_strongest(exp, True)}",
+        f"strongest suppression: {_strongest(exp, False)}",
     ]
     return "\n".join(lines)
 
 
-def save(exp: Explanation, out_dir: Path, stem: str) -> tuple[Path, Path]:
-    """Write ``<stem>-explanation.json`` and ``<stem>-heatmap.png``; return their paths."""
-    import matplotlib.pyplot as plt
-
+def save(exp: Explanation, out_dir: Path, stem: Optional[str] = None) -> tuple[Path, Path]:
+    """Write ``<stem>-explanation.json`` and ``<stem>-heatmap.png``; the stem defaults to :func:`output_stem`'s,
+    one per instance and target, so two texts on one image never overwrite each other. Returns both paths."""
+    stem = output_stem(exp) if stem is None else stem
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{stem}-explanation.json"
     png_path = out_dir / f"{stem}-heatmap.png"
     json_path.write_text(exp.to_json(indent=1))
-    fig = exp.plot()
-    fig.savefig(png_path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    exp.plot().savefig(png_path, dpi=110, bbox_inches="tight")
     return json_path, png_path
