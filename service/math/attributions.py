@@ -16,6 +16,8 @@ from multishap.service.math.games import MobiusGame
 from multishap.service.math.validation import ArgumentError
 
 MULTISHAP_MODES = ("signed", "positive", "absolute")
+# The explainers a Faithfulness request may name instead of giving its own scores.
+BUILT_IN_EXPLAINERS = ("multishap", "random", "shapley")
 
 
 def random_scores(m: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

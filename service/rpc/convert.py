@@ -10,8 +10,15 @@ from typing import Optional
 
 import numpy as np
 
+from multishap.service.math.estimators.result import InteractionEstimate
+from multishap.service.math.faithfulness import (
+    MacroGameSII,
+    SynergisticFaithfulness,
+    UnimodalCurves,
+    UnimodalFaithfulness,
+)
 from multishap.service.math.metrics import InstanceMetrics
-from multishap.v1 import common_pb2, explainer_pb2
+from multishap.v1 import common_pb2, explainer_pb2, scorer_pb2
 
 
 def matrix_to_proto(matrix: np.ndarray) -> common_pb2.Matrix:
@@ -43,3 +50,39 @@ def metrics_from_proto(message: explainer_pb2.InstanceMetrics) -> InstanceMetric
     """The metrics message as the math layer's :class:`InstanceMetrics`."""
     return InstanceMetrics(total=message.total, synergy=message.synergy, suppression=message.suppression,
                            synergy_ratio=message.synergy_ratio)
+
+
+def explanation_to_proto(estimate: InteractionEstimate, metrics: InstanceMetrics, players: scorer_pb2.Players,
+                         target: explainer_pb2.TargetInfo, usage: common_pb2.Usage, seconds: float,
+                         budget: int, dry_run: bool) -> explainer_pb2.Explanation:
+    """An estimate of Φ and its metrics as the Explanation message, with the players it is over."""
+    return explainer_pb2.Explanation(
+        phi=matrix_to_proto(estimate.phi), stderr=matrix_to_proto(estimate.stderr), tokens=players.tokens,
+        grid=players.grid, metrics=metrics_to_proto(metrics),
+        shapley=[] if estimate.shapley is None else estimate.shapley.tolist(),
+        v_full=estimate.v_full, v_empty=estimate.v_empty, v_image_only=estimate.v_image_only,
+        v_text_only=estimate.v_text_only, modality_interaction=estimate.modality_interaction,
+        evaluations=estimate.evaluations, seconds=seconds, seed=estimate.seed or 0, method=estimate.method,
+        index=estimate.index, budget=budget, target=target, usage=usage, dry_run=dry_run,
+    )
+
+
+def unimodal_to_proto(curves: UnimodalCurves) -> explainer_pb2.UnimodalResult:
+    """One modality's insertion, deletion and SRG as their message."""
+    return explainer_pb2.UnimodalResult(insertion=curves.insertion, deletion=curves.deletion, srg=curves.srg)
+
+
+def faithfulness_to_proto(synergy: SynergisticFaithfulness, unimodal: UnimodalFaithfulness,
+                          macro: Optional[MacroGameSII], patch_scores: np.ndarray, token_scores: np.ndarray,
+                          players: scorer_pb2.Players, target: explainer_pb2.TargetInfo, usage: common_pb2.Usage,
+                          evaluations: int, seconds: float) -> explainer_pb2.FaithfulnessResult:
+    """F_syn with its curves, the unimodal metrics and the macro game as the FaithfulnessResult message."""
+    return explainer_pb2.FaithfulnessResult(
+        f_syn=synergy.f_syn, f_ins=synergy.f_ins, f_del=synergy.f_del, f_syn_unclipped=synergy.f_syn_unclipped,
+        f_syn_raw=synergy.f_syn_raw, alphas=synergy.alphas.tolist(), curve_ins=synergy.curve_ins.tolist(),
+        curve_del=synergy.curve_del.tolist(), visual=unimodal_to_proto(unimodal.visual),
+        text=unimodal_to_proto(unimodal.text), macro_per_step=[] if macro is None else macro.per_step.tolist(),
+        macro_auc=0.0 if macro is None else macro.auc, evaluations=evaluations,
+        patch_scores=patch_scores.tolist(), token_scores=token_scores.tolist(), tokens=players.tokens,
+        seconds=seconds, target=target, usage=usage,
+    )

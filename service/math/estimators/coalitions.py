@@ -151,3 +151,33 @@ def check_values(out: object, rows: int) -> np.ndarray:
             f"(first at row {first}: {arr[first]}); scores must be finite"
         )
     return arr
+
+
+class MemoisedValueFunction:
+    """A value function that scores each distinct coalition once, however many computations ask for it.
+
+    One request wraps its target's value function in one of these, so an estimator and every
+    faithfulness metric after it share their coalitions (the empty and full ones, the curves'
+    top sets) instead of paying for them again; ``evaluations`` counts the distinct coalitions
+    scored.
+    """
+
+    def __init__(self, value_fn: ValueFunction) -> None:
+        self._value_fn = value_fn
+        self._values: dict[bytes, float] = {}
+
+    @property
+    def evaluations(self) -> int:
+        return len(self._values)
+
+    def __call__(self, masks: np.ndarray) -> np.ndarray:
+        masks = np.asarray(masks, dtype=bool)
+        keys = [row.tobytes() for row in np.packbits(masks, axis=1)]
+        fresh: dict[bytes, int] = {}
+        for row, key in enumerate(keys):
+            if key not in self._values and key not in fresh:
+                fresh[key] = row
+        if fresh:
+            values = check_values(self._value_fn(masks[list(fresh.values())]), len(fresh))
+            self._values.update(zip(fresh, values.tolist()))
+        return np.array([self._values[key] for key in keys], dtype=np.float64)

@@ -1,0 +1,150 @@
+"""The job layer: one Explain or Faithfulness computation, from the target's description to the math's results.
+
+A job describes the instance at its target, refuses a game over the player limits, wraps
+the target's Score calls in one memoised value function (:class:`MemoisedValueFunction`:
+every coalition of the request is scored once, whichever computation asks for it) and runs
+the estimator or the faithfulness metrics on it. It knows nothing of gRPC's servicer side
+or of the reply messages: those are the servicer's and :mod:`multishap.service.rpc.convert`'s.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+from prometheus_client import Counter
+
+from multishap.service.explainer.options import ExplainOptions, FaithfulnessOptions, check_scores_match
+from multishap.service.explainer.targets import CallControl, RemoteValueFunction, Target
+from multishap.service.math.attributions import multishap_scores, random_scores, shapley_scores
+from multishap.service.math.estimators import InteractionEstimate, estimate_interactions
+from multishap.service.math.estimators.coalitions import MemoisedValueFunction
+from multishap.service.math.faithfulness import (
+    MacroGameSII,
+    SynergisticFaithfulness,
+    UnimodalFaithfulness,
+    macro_game_sii,
+    synergistic_faithfulness,
+    unimodal_faithfulness,
+)
+from multishap.service.math.metrics import InstanceMetrics, instance_metrics
+from multishap.service.rpc.config import Limits
+from multishap.service.rpc.request_checks import check_players
+from multishap.v1 import common_pb2, scorer_pb2
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a job needs of the RPC that runs it: the target, the instance, cancellation and progress."""
+
+    target: Target
+    instance: common_pb2.Instance
+    control: CallControl
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class ExplainOutcome:
+    """An explanation: the estimate, its metrics, the described players and what scoring cost."""
+
+    players: scorer_pb2.Players
+    estimate: InteractionEstimate
+    metrics: InstanceMetrics
+    usage: common_pb2.Usage
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FaithfulnessOutcome:
+    """Faithfulness of one attribution: the scores judged, F_syn, the unimodal metrics, the macro game."""
+
+    players: scorer_pb2.Players
+    patch_scores: np.ndarray
+    token_scores: np.ndarray
+    synergy: SynergisticFaithfulness
+    unimodal: UnimodalFaithfulness
+    macro: Optional[MacroGameSII]
+    evaluations: int
+    usage: common_pb2.Usage
+    seconds: float
+
+
+class Jobs:
+    """Runs explanations and faithfulness scores against targets; counts forward passes per target."""
+
+    def __init__(self, limits: Limits, forward_passes: Counter) -> None:
+        self.limits = limits
+        self.forward_passes = forward_passes
+
+    def _describe(self, call: Call) -> tuple[scorer_pb2.Players, int, int]:
+        """The target's players and the game's size, refused when over the player limits."""
+        players = call.target.describe(call.instance, call.control)
+        m, n = players.grid.rows * players.grid.cols, len(players.tokens)
+        check_players(m, n, self.limits)
+        return players, m, n
+
+    def _value_function(self, call: Call, num_players: int, dry_run: bool = False) -> RemoteValueFunction:
+        """The target's Score calls as a value function; scored coalitions go to /metrics (not in a dry run)."""
+        counter = self.forward_passes.labels(target=call.target.name)
+        scored = (lambda count: None) if dry_run else counter.inc
+        return call.target.value_function(call.instance, num_players, call.control, on_scored=scored,
+                                          dry_run=dry_run)
+
+    def _batch(self, call: Call) -> int:
+        """Coalitions per value-function call: enough for every Score request the target takes at once."""
+        return call.target.config.max_batch * call.target.config.max_in_flight
+
+    def explain(self, call: Call, options: ExplainOptions, seed: int, dry_run: bool) -> ExplainOutcome:
+        """Φ of the instance within the options' budget (a dry run selects coalitions and scores none)."""
+        start = time.perf_counter()
+        players, m, n = self._describe(call)
+        remote = self._value_function(call, m + n, dry_run)
+        try:
+            estimate = estimate_interactions(remote, m, n, method=options.method, budget=options.budget, seed=seed,
+                                             index=options.index, max_batch=self._batch(call),
+                                             progress=call.progress)
+        finally:
+            remote.close()
+        return ExplainOutcome(players=players, estimate=estimate, metrics=instance_metrics(estimate.phi),
+                              usage=remote.usage, seconds=time.perf_counter() - start)
+
+    def _attribution(self, options: FaithfulnessOptions, game: MemoisedValueFunction, call: Call, m: int, n: int,
+                     given: tuple[Sequence[float], Sequence[float]], seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The patch and token scores to judge: the request's own, or a built-in explainer's on the same game."""
+        if not options.explainer:
+            return np.asarray(given[0], dtype=np.float64), np.asarray(given[1], dtype=np.float64)
+        if options.explainer == "random":
+            return random_scores(m, n, seed)
+        estimate = estimate_interactions(game, m, n, budget=options.budget, seed=seed, max_batch=self._batch(call),
+                                         progress=call.progress)
+        if options.explainer == "multishap":
+            return multishap_scores(estimate.phi)
+        return shapley_scores(estimate.shapley, m)
+
+    def faithfulness(self, call: Call, options: FaithfulnessOptions, given: tuple[Sequence[float], Sequence[float]],
+                     seed: int, macro_game: bool) -> FaithfulnessOutcome:
+        """F_syn, the unimodal metrics and (optionally) the macro game of one attribution, on one memoised game."""
+        start = time.perf_counter()
+        players, m, n = self._describe(call)
+        if not options.explainer:
+            check_scores_match(given[0], given[1], m, n)
+        remote = self._value_function(call, m + n)
+        game = MemoisedValueFunction(remote)
+        batch = self._batch(call)
+        try:
+            a, b = self._attribution(options, game, call, m, n, given, seed)
+            synergy = synergistic_faithfulness(game, m, n, a, b, steps=options.steps, eps=options.eps,
+                                               max_batch=batch)
+            unimodal = unimodal_faithfulness(game, m, n, a, b, steps=options.steps, eps=options.eps, max_batch=batch)
+            macro = macro_game_sii(game, m, n, a, b, steps=options.steps, chunks=options.chunks, seed=seed,
+                                   max_batch=batch) if macro_game else None
+        finally:
+            remote.close()
+        return FaithfulnessOutcome(players=players, patch_scores=np.asarray(a, dtype=np.float64),
+                                   token_scores=np.asarray(b, dtype=np.float64), synergy=synergy, unimodal=unimodal,
+                                   macro=macro, evaluations=game.evaluations, usage=remote.usage,
+                                   seconds=time.perf_counter() - start)

@@ -1,0 +1,105 @@
+"""The Explain and Faithfulness requests' options, checked and with defaults applied.
+
+Everything here is checked before the request takes a slot; given token scores against the
+described game once the target has described the instance, before any scoring.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from multishap.service import defaults
+from multishap.service.math.attributions import BUILT_IN_EXPLAINERS
+from multishap.service.math.estimators import INDICES, METHODS
+from multishap.service.rpc.config import Limits
+from multishap.service.rpc.errors import InvalidArgument, shown
+from multishap.service.rpc.request_checks import over_limit
+from multishap.v1 import explainer_pb2
+
+
+def check_budget(requested: int, limits: Limits) -> int:
+    """The budget to use: 0 means the server's default_budget; over max_budget is refused."""
+    if requested == 0:
+        return limits.default_budget
+    if requested > limits.max_budget:
+        raise over_limit(f"budget {requested} coalitions", "max_budget", limits.max_budget)
+    return requested
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...], default: str) -> str:
+    """``value`` matched case-insensitively against ``choices`` (empty: ``default``)."""
+    if not value:
+        return default
+    for choice in choices:
+        if value.lower() == choice.lower():
+            return choice
+    raise InvalidArgument(f"{name} must be one of {', '.join(choices)}; got {shown(value)}")
+
+
+@dataclass(frozen=True)
+class ExplainOptions:
+    """An Explain request's options with defaults applied."""
+
+    method: str
+    index: str
+    budget: int
+
+
+def explain_options(method: str, index: str, budget: int, limits: Limits) -> ExplainOptions:
+    """Method and index (any case) and the budget, checked."""
+    return ExplainOptions(method=_choice("method", method, METHODS, defaults.METHOD),
+                          index=_choice("index", index, INDICES, defaults.INDEX),
+                          budget=check_budget(budget, limits))
+
+
+@dataclass(frozen=True)
+class FaithfulnessOptions:
+    """A Faithfulness request's options with defaults applied."""
+
+    explainer: str         # "" when the request gives its own scores
+    steps: int
+    chunks: int
+    eps: float
+    budget: int
+
+
+def faithfulness_options(request: explainer_pb2.FaithfulnessRequest, limits: Limits) -> FaithfulnessOptions:
+    """Explainer, steps, chunks, eps, budget and given scores of a FaithfulnessRequest, checked
+    (the token scores' count against the target's tokens only once it has described them)."""
+    given = bool(request.patch_scores or request.token_scores)
+    for name in ("patch_scores", "token_scores"):
+        scores = getattr(request, name)
+        if len(scores) > limits.max_scores:
+            raise over_limit(f"{name} has {len(scores)} values", "max_scores", limits.max_scores)
+        if not all(math.isfinite(s) for s in scores):
+            raise InvalidArgument(f"{name} contains NaN or infinity; every score must be finite")
+    patches = request.instance.grid.rows * request.instance.grid.cols
+    if given and len(request.patch_scores) != patches:
+        raise InvalidArgument(f"the {request.instance.grid.rows}x{request.instance.grid.cols} grid has {patches} "
+                              f"patches, but the request gives {len(request.patch_scores)} patch scores")
+    explainer = "" if given else _choice("explainer", request.explainer, BUILT_IN_EXPLAINERS, defaults.FAITHFULNESS_EXPLAINER)
+    steps = request.steps or defaults.FAITHFULNESS_STEPS
+    if steps > limits.max_steps:
+        raise over_limit(f"steps {steps}", "max_steps", limits.max_steps)
+    chunks = request.chunks or defaults.MACRO_CHUNKS
+    if chunks > limits.max_chunks:
+        raise over_limit(f"chunks {chunks}", "max_chunks", limits.max_chunks)
+    if request.macro_game and (steps + 1) << (2 + chunks) > limits.max_budget:
+        raise over_limit(f"the macro game at {steps} steps and {chunks} chunks scores up to "
+                    f"{(steps + 1) << (2 + chunks)} coalitions", "max_budget", limits.max_budget)
+    eps = request.eps
+    if not math.isfinite(eps) or eps < 0:
+        raise InvalidArgument(f"eps must be a positive number (the normaliser's floor), or 0 for {defaults.FAITHFULNESS_EPS}; "
+                              f"got {eps!r}")
+    return FaithfulnessOptions(explainer=explainer, steps=steps, chunks=chunks, eps=eps or defaults.FAITHFULNESS_EPS,
+                               budget=check_budget(request.budget, limits))
+
+
+def check_scores_match(patch_scores: Sequence[float], token_scores: Sequence[float], num_patches: int,
+                       num_tokens: int) -> None:
+    """Given scores must have one value per patch and one per token of the described game."""
+    if len(patch_scores) != num_patches or len(token_scores) != num_tokens:
+        raise InvalidArgument(f"the instance has {num_patches} patches and {num_tokens} tokens, but the request "
+                              f"gives {len(patch_scores)} patch scores and {len(token_scores)} token scores")
