@@ -216,6 +216,7 @@ def test_all_replicas_down_is_unavailable():
 
 
 def test_faithfulness_rpc_matches_the_library(service):
+    from multishap.service.math.attributions import multishap_scores
     from multishap.service.math.faithfulness import synergistic_faithfulness
 
     _, _, stub = service
@@ -227,8 +228,10 @@ def test_faithfulness_rpc_matches_the_library(service):
     assert result.f_syn == expected.f_syn and result.f_syn_raw == expected.f_syn_raw
     assert len(result.macro_per_step) == 11 and list(result.tokens) == TEXT.split()
     built_in = list(stub.Faithfulness(explainer_pb2.FaithfulnessRequest(target="syn", instance=instance(),
-                                                                        budget=2000), timeout=60))
-    assert built_in[-1].result.f_syn >= 0 and len(built_in[-1].result.patch_scores) == M
+                                                                        budget=2000), timeout=60))[-1].result
+    a, b = multishap_scores(estimate_interactions(make_game("mlp", M, N, 3), M, N, budget=2000, seed=0).phi)
+    assert list(built_in.patch_scores) == a.tolist() and list(built_in.token_scores) == b.tolist()
+    assert built_in.f_syn == synergistic_faithfulness(make_game("mlp", M, N, 3), M, N, a, b).f_syn
     with pytest.raises(grpc.RpcError) as err:
         list(stub.Faithfulness(explainer_pb2.FaithfulnessRequest(target="syn", instance=instance(),
                                                                  patch_scores=[1.0], token_scores=b), timeout=60))

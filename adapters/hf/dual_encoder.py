@@ -4,7 +4,7 @@ v(S) = cosine(image encoder(masked image), text encoder(masked text)). The image
 a coalition only affects the image embedding and the text part only the text embedding,
 so every distinct masked image and every distinct masked text is encoded once per
 instance - embeddings are cached with the prepared instance, across Score requests - and
-the scores are combined afterwards (DESIGN.md section 3): the estimate is unchanged, the
+the scores are combined afterwards (docs/architecture.md, "Dual encoders factorise"): the estimate is unchanged, the
 number of encoder passes falls by the number of coalitions sharing them.
 """
 

@@ -75,8 +75,3 @@ class ImageNetZeroShot(torch.nn.Module):
         """(B, 3, 224, 224) RGB in [0, 1] -> (B, 384) unit vectors."""
         probabilities = self.image_model(normalise(images.to(self.device))).softmax(-1)
         return F.normalize(probabilities @ self.class_embeddings, dim=-1)
-
-    @staticmethod
-    def score(image_embeddings: torch.Tensor, text_embeddings: torch.Tensor) -> torch.Tensor:
-        """Cosine similarity of matching rows."""
-        return (image_embeddings * text_embeddings).sum(-1)

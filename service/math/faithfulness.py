@@ -4,7 +4,7 @@ insertion / deletion / SRG, and the exact-SII macro-game reference.
 Our copy of the F_syn paper (Ky, Ghamizi & Cordy 2026) omits its equations. These
 definitions follow the authors' public benchmark code (``src/metrics/faithfulness.py`` and
 ``src/metrics/shap_sii.py`` of serval-uni-lu/xai-vdoc-benchmark), checked against the
-paper's text; DESIGN.md section 5 is our reading. Where we differ from that code:
+paper's text; docs/architecture.md ("Faithfulness") writes them out. Where we differ from that code:
 
 - top-k ties go to the lower index (the code uses an unordered top-k);
 - step 0 of the unimodal deletion curve is clipped like every other step (the code leaves
