@@ -104,17 +104,18 @@ def _anchor_codes(m: int, n: int) -> dict[str, int]:
     return {"v_empty": 0, "v_full": image | text, "v_image_only": image, "v_text_only": text}
 
 
-class ExactEstimator(Estimator):
-    name = "exact"
-    summary = "enumerate all 2^(m+n) coalitions: the truth, for small games"
-    description = "enumerates all 2^(m+n) coalitions (up to 26 players; 20 in seconds)"
-    reports = "exact Φ (standard errors 0) and the players' Shapley values"
-    max_players = MAX_EXACT_PLAYERS
+def _run(value_fn: ValueFunction, m: int, n: int, budget: int, seed: int, index: str, max_batch: int,
+         progress: Optional[ProgressCallback]) -> InteractionEstimate:
+    """Enumeration as an estimator: it uses the whole budget's worth of coalitions, and records the seed."""
+    return replace(exact_estimate(value_fn, m, n, index, max_batch, progress), seed=seed, budget=budget)
 
-    def min_budget(self, m: int, n: int) -> int:
-        return 1 << (m + n)
 
-    def estimate(self, value_fn: ValueFunction, m: int, n: int, budget: int, seed: int, index: str,
-                 max_batch: int, progress: Optional[ProgressCallback]) -> InteractionEstimate:
-        est = exact_estimate(value_fn, m, n, index, max_batch, progress)
-        return replace(est, seed=seed, budget=budget)
+EXACT = Estimator(
+    name="exact",
+    summary="enumerate all 2^(m+n) coalitions: the truth, for small games",
+    description="enumerates all 2^(m+n) coalitions (up to 26 players; 20 in seconds)",
+    reports="exact Φ (standard errors 0) and the players' Shapley values",
+    min_budget=lambda m, n: 1 << (m + n),
+    run=_run,
+    max_players=MAX_EXACT_PLAYERS,
+)

@@ -360,18 +360,14 @@ def kernel_estimate(
     )
 
 
-class KernelEstimator(Estimator):
-    name = "kernel"
-    summary = "Shapley-kernel regression on derivative games (the most accurate per evaluation on synthetic games)"
-    description = ("Φ's column for token j is the Shapley value vector of the derivative game D_j(S) = v(S∪{j}) − v(S); "
-                   "bases R are evaluated with every token flipped (one exact D_j sample per token for about 1 + n "
-                   "coalitions), and each column mixes a Shapley-kernel regression with stratified means at the "
-                   "variance-optimal weight (paired draws, outer sizes enumerated, jackknife standard errors)")
-    reports = "Φ with jackknife standard errors, and the players' Shapley values (SII)"
-
-    def min_budget(self, m: int, n: int) -> int:
-        return min_budget(m, n)
-
-    def estimate(self, value_fn: ValueFunction, m: int, n: int, budget: int, seed: int, index: str,
-                 max_batch: int, progress: Optional[ProgressCallback]) -> InteractionEstimate:
-        return kernel_estimate(value_fn, m, n, budget, seed, index, max_batch, progress)
+KERNEL = Estimator(
+    name="kernel",
+    summary="Shapley-kernel regression on derivative games (the most accurate per evaluation on synthetic games)",
+    description=("Φ's column for token j is the Shapley value vector of the derivative game D_j(S) = v(S∪{j}) − v(S); "
+                 "bases R are evaluated with every token flipped (one exact D_j sample per token for about 1 + n "
+                 "coalitions), and each column mixes a Shapley-kernel regression with stratified means at the "
+                 "variance-optimal weight (paired draws, outer sizes enumerated, jackknife standard errors)"),
+    reports="Φ with jackknife standard errors, and the players' Shapley values (SII)",
+    min_budget=min_budget,
+    run=kernel_estimate,
+)

@@ -115,17 +115,13 @@ def multishap_estimate(
     )
 
 
-class MultishapEstimator(Estimator):
-    name = "multishap"
-    summary = "MultiSHAP's Algorithm 1 (pair sampling, SII-correct sizes)"
-    description = ("MultiSHAP's Algorithm 1 with coalitions shared across pairs, sizes drawn so that every pair's "
-                   "samples follow the SII distribution (uniform subsets, as the paper's text reads, give the Banzhaf "
-                   "index: `index=\"BII\"` only)")
-    reports = "Φ with a standard error per entry"
-
-    def min_budget(self, m: int, n: int) -> int:
-        return min_budget(m, n)
-
-    def estimate(self, value_fn: ValueFunction, m: int, n: int, budget: int, seed: int, index: str,
-                 max_batch: int, progress: Optional[ProgressCallback]) -> InteractionEstimate:
-        return multishap_estimate(value_fn, m, n, budget, seed, index, max_batch, progress)
+MULTISHAP = Estimator(
+    name="multishap",
+    summary="MultiSHAP's Algorithm 1 (pair sampling, SII-correct sizes)",
+    description=("MultiSHAP's Algorithm 1 with coalitions shared across pairs, sizes drawn so that every pair's "
+                 "samples follow the SII distribution (uniform subsets, as the paper's text reads, give the Banzhaf "
+                 "index: `index=\"BII\"` only)"),
+    reports="Φ with a standard error per entry",
+    min_budget=min_budget,
+    run=multishap_estimate,
+)

@@ -1,17 +1,16 @@
 """The estimators by name, and ``auto``: what validation, the CLI's help and the README's table read.
 
-Adding an estimator is one module with an :class:`~.base.Estimator` subclass and one line in
-``ESTIMATORS``; nothing else names the methods.
+Adding an estimator is one module with an :class:`~.base.Estimator` and one line in ``ESTIMATORS``; nothing else names the methods.
 """
 
 from __future__ import annotations
 
 from multishap.service.math.estimators.base import INDICES, Estimator
-from multishap.service.math.estimators.exact import ExactEstimator
-from multishap.service.math.estimators.kernel import KernelEstimator
-from multishap.service.math.estimators.multishap import MultishapEstimator
+from multishap.service.math.estimators.exact import EXACT
+from multishap.service.math.estimators.kernel import KERNEL
+from multishap.service.math.estimators.multishap import MULTISHAP
 
-ESTIMATORS: dict[str, Estimator] = {e.name: e for e in (ExactEstimator(), MultishapEstimator(), KernelEstimator())}
+ESTIMATORS: dict[str, Estimator] = {e.name: e for e in (EXACT, MULTISHAP, KERNEL)}
 AUTO = "auto"
 METHODS = (AUTO, *ESTIMATORS)
 # Largest game "auto" solves by enumeration when the budget covers every coalition.
