@@ -30,8 +30,8 @@ from .requests import explain_call
 if TYPE_CHECKING:
     import pandas
 
-CONCURRENCY = 4  # instances explained at once
-RESULTS_FILE = "results.jsonl"
+CONCURRENCY = defaults.DATASET_CONCURRENCY
+RESULTS_FILE = defaults.RESULTS_FILE
 
 # The explain() options that change Phi, with explain()'s defaults: a row is reused only when all match.
 PHI_OPTIONS: dict[str, Any] = {

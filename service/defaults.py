@@ -21,6 +21,10 @@ FAITHFULNESS_STEPS = 10
 FAITHFULNESS_EPS = 0.05
 MACRO_CHUNKS = 6
 
+# Dataset runs (SDK and CLI).
+DATASET_CONCURRENCY = 4             # instances explained at once
+RESULTS_FILE = "results.jsonl"
+
 # Transport.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 EXPLAINER_ADDRESS = "127.0.0.1:50050"

@@ -12,6 +12,9 @@ from images import png
 from multishap.adapters.synthetic.backend import SyntheticBackend
 from multishap.client import AsyncExplainerClient, Explanation, ExplainerClient, ExplainerError
 from multishap.client.cli import main as cli
+from multishap.service.math.attributions import random_scores
+from multishap.service.math.faithfulness import macro_game_sii, synergistic_faithfulness
+from multishap.service.math.games import make_game
 from multishap.service.rpc.config import Limits
 from servers import TEXT, adapters, explainer
 
@@ -77,7 +80,11 @@ def test_errors_arrive_as_explainer_error(client):
 def test_faithfulness_from_the_sdk(client):
     report = client.faithfulness(png(), TEXT, target="syn", grid=(3, 3), parameters=PARAMS, explainer="random",
                                  macro_game=True)
-    assert 0.0 <= report.f_syn <= 1.0 and len(report.alphas) == 11 and report.macro_per_step.shape == (11,)
+    a, b = random_scores(9, len(TEXT.split()), 0)
+    game = make_game(PARAMS["family"], 9, len(TEXT.split()), int(PARAMS["seed"]))
+    assert report.f_syn == synergistic_faithfulness(game, 9, len(TEXT.split()), a, b).f_syn
+    assert report.macro_auc == macro_game_sii(game, 9, len(TEXT.split()), a, b, seed=0).auc
+    assert len(report.alphas) == 11 and report.macro_per_step.shape == (11,)
     assert report.tokens == TEXT.split() and report.patch_scores.shape == (9,)
 
 

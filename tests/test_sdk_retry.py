@@ -24,6 +24,9 @@ from images import png
 from multishap.adapters.synthetic.backend import SyntheticBackend
 from multishap.client import AsyncExplainerClient, ExplainerClient, ExplainerError
 from multishap.client.sdk import MAX_RETRY_DELAY, CallRetries
+from multishap.service.math.attributions import random_scores
+from multishap.service.math.faithfulness import synergistic_faithfulness
+from multishap.service.math.games import make_game
 from multishap.v1 import explainer_pb2_grpc
 from servers import TEXT, adapters, explainer
 
@@ -96,7 +99,10 @@ def test_a_refusal_with_retry_info_is_retried(upstream):
 def test_faithfulness_is_retried_too(upstream):
     with refusing(upstream, 1, 0.01) as (address, servicer), ExplainerClient(address, timeout=30) as client:
         report = client.faithfulness(png(), TEXT, explainer="random", **explain_args())
-    assert servicer.calls == 2 and 0.0 <= report.f_syn <= 1.0
+    m, n = 4, len(TEXT.split())
+    a, b = random_scores(m, n, 0)
+    expected = synergistic_faithfulness(make_game(PARAMS["family"], m, n, int(PARAMS["seed"])), m, n, a, b)
+    assert servicer.calls == 2 and report.f_syn == expected.f_syn and report.patch_scores.tolist() == a.tolist()
 
 
 def test_a_refusal_without_retry_info_is_not_retried(upstream):
