@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Iterator, Mapping, Optional, Union
 
+from multishap.service import defaults
 from multishap.service.math.metrics import dataset_metrics
 
 from .errors import ExplainerError
