@@ -10,7 +10,9 @@ from multishap.service.rpc.config import Limits
 from multishap.service.rpc.runtime import RunningServer, bind_server
 from multishap.v1 import scorer_pb2, scorer_pb2_grpc
 
-from .base import DEFAULT_CACHE_BYTES, ScorerServicer, ScoringBackend
+from multishap.adapters.backend import ScoringBackend
+from multishap.adapters.instances import DEFAULT_CACHE_BYTES
+from multishap.adapters.servicer import ScorerServicer
 
 SCORER_SERVICE = scorer_pb2.DESCRIPTOR.services_by_name["Scorer"].full_name
 

@@ -23,7 +23,7 @@ from PIL import Image
 from prometheus_client import CollectorRegistry
 from skimage import data
 
-from multishap.adapters.base import decode_instance
+from multishap.adapters.instances import decode_instance
 from multishap.adapters.hf import load_backend
 from multishap.service.math.estimators import estimate_interactions
 from multishap.v1 import common_pb2

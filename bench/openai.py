@@ -33,7 +33,8 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from multishap.adapters.base import ScoreCall, decode_instance
+from multishap.adapters.backend import ScoreCall
+from multishap.adapters.instances import decode_instance
 from multishap.adapters.openai import (EndpointConfig, OpenAIBackend, OpenAIOptions, RetryPolicy,
                                        ScoringOptions)
 from multishap.adapters.openai.backend import estimate_prompt_tokens

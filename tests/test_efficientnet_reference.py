@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from skimage import data
 
-from multishap.adapters.base import decode_instance
+from multishap.adapters.instances import decode_instance
 from multishap.adapters.hf.efficientnet_lite import MEAN, load_pretrained, normalise
 from multishap.adapters.hf.masking import image_inputs
 from multishap.adapters.hf.zeroshot import IMAGE_SIZE

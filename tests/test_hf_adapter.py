@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from images import png
-from multishap.adapters.base import decode_instance
+from multishap.adapters.instances import decode_instance
 from multishap.adapters.hf import load_backend
 from multishap.adapters.hf.masking import baseline, mask_images, mask_tokens, patch_map
 from multishap.adapters.server import serve_adapter

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from images import png
-from multishap.adapters.base import decode_instance
+from multishap.adapters.instances import decode_instance
 from multishap.adapters.hf import load_backend
 from multishap.adapters.server import serve_adapter
 from multishap.service.rpc.errors import InvalidArgument

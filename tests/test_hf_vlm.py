@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from images import png
-from multishap.adapters.base import decode_instance
+from multishap.adapters.instances import decode_instance
 from multishap.adapters.hf import load_backend
 from multishap.service.rpc.errors import InvalidArgument
 from multishap.v1 import common_pb2

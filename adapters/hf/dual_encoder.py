@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from prometheus_client import CollectorRegistry, Counter
 
-from multishap.adapters.base import DecodedInstance, ModelBackend, PreparedInstance
+from multishap.adapters.backend import DecodedInstance, ModelBackend, PreparedInstance
 from multishap.v1 import common_pb2
 
 from .masking import MaskedInputs, masked_inputs

@@ -11,7 +11,7 @@ from typing import Iterator, Optional
 import numpy as np
 import torch
 
-from multishap.adapters.base import ModelBackend
+from multishap.adapters.backend import ModelBackend
 
 from .masking import MaskedInputs
 

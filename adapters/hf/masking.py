@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from multishap.adapters.base import DecodedInstance
+from multishap.adapters.backend import DecodedInstance
 from multishap.adapters.pixels import baseline_array, patch_map, resized
 from multishap.service.rpc.errors import InvalidArgument, shown
 from multishap.v1 import common_pb2

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from multishap.adapters.base import DecodedInstance, PreparedInstance
+from multishap.adapters.backend import DecodedInstance, PreparedInstance
 from multishap.service.rpc.errors import InvalidArgument, shown
 from multishap.v1 import common_pb2
 

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from multishap.adapters.base import DecodedInstance, PreparedInstance, ScoreCall, ScoreResult, ScoringBackend
+from multishap.adapters.backend import DecodedInstance, PreparedInstance, ScoreCall, ScoreResult, ScoringBackend
 from multishap.service.rpc.errors import InvalidArgument, shown
 from multishap.v1 import common_pb2
 

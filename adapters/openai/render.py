@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from multishap.adapters.base import DecodedInstance
+from multishap.adapters.backend import DecodedInstance
 from multishap.adapters.pixels import baseline_array, patch_map, resized
 from multishap.service.rpc.errors import InvalidArgument
 from multishap.v1 import common_pb2

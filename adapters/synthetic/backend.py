@@ -12,7 +12,7 @@ import hashlib
 
 import numpy as np
 
-from multishap.adapters.base import DecodedInstance, ModelBackend, PreparedInstance
+from multishap.adapters.backend import DecodedInstance, ModelBackend, PreparedInstance
 from multishap.service.rpc.errors import InvalidArgument, shown
 
 from multishap.service.math.games import FAMILIES, MobiusGame, SmoothGame, make_game

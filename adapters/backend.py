@@ -1,0 +1,111 @@
+"""What an adapter's backend is: the instance types it prepares and scores, and the one Score method.
+
+A backend turns a decoded instance into players (``prepare``) and answers Score requests
+(``score``); a model that runs in this process implements ``forward`` through
+:class:`ModelBackend`. Everything else of the Scorer contract (limits, decoding, caching,
+metrics) is the servicer's (:mod:`.servicer`, :mod:`.instances`).
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Generic, Mapping, Optional, TypeVar
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from multishap.v1 import common_pb2
+
+
+@dataclass(frozen=True)
+class DecodedInstance:
+    """An instance with its image decoded to an (H, W, 3) uint8 array."""
+
+    image: np.ndarray
+    text: str
+    target: str
+    rows: int
+    cols: int
+    masking: common_pb2.MaskingOptions
+    parameters: dict[str, str]
+    key: str
+
+
+State = TypeVar("State")
+
+
+@dataclass(frozen=True)
+class PreparedInstance(Generic[State]):
+    """What a backend needs to score an instance repeatedly: its players, and the backend's own
+    state of the instance (``PreparedInstance[ItsStateType]``: a game, encoded inputs, a renderer)."""
+
+    decoded: DecodedInstance
+    tokens: list[str]
+    truth: Optional[np.ndarray] = None
+    state: Optional[State] = field(default=None, repr=False)
+
+    @property
+    def num_patches(self) -> int:
+        return self.decoded.rows * self.decoded.cols
+
+    @property
+    def num_players(self) -> int:
+        return self.num_patches + len(self.tokens)
+
+
+@dataclass(frozen=True)
+class ScoreCall:
+    """What a backend may want to know about the Score request it is answering."""
+
+    job: str = ""
+    dry_run: bool = False
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    deadline: Optional[float] = None  # time.monotonic() by which the caller wants the answer
+
+
+@dataclass
+class ScoreResult:
+    """A backend's answer: values, which of them are bounds, and what they cost."""
+
+    values: np.ndarray
+    bounded: Optional[np.ndarray] = None
+    usage: Optional[common_pb2.Usage] = None
+
+
+class ScoringBackend(ABC):
+    """A model behind the Scorer contract."""
+
+    model_id: str = "unknown"
+    score_semantics: str = "score"
+    factorised: bool = False
+    # Instance parameters the backend reads (name -> what it means); any other is refused.
+    parameters: Mapping[str, str] = {}
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """Add backend-specific metrics to the server's registry (none by default)."""
+
+    @abstractmethod
+    def prepare(self, instance: DecodedInstance) -> PreparedInstance:
+        """Tokenise and set up the instance; raise InvalidArgument for what cannot be scored."""
+
+    @abstractmethod
+    def score(self, instance: PreparedInstance, masks: np.ndarray, call: ScoreCall) -> ScoreResult:
+        """Answer one Score request: one value per row of the (B, m + n) bool mask array, and its cost."""
+
+    def close(self) -> None:
+        """Finish work in flight and release resources (nothing by default)."""
+
+
+class ModelBackend(ScoringBackend):
+    """A model that runs in this process: nothing is billed, so a dry run scores nothing and costs nothing."""
+
+    @abstractmethod
+    def forward(self, instance: PreparedInstance, masks: np.ndarray) -> np.ndarray:
+        """The model's values for the (B, m + n) bool mask array: one float per row."""
+
+    def score(self, instance: PreparedInstance, masks: np.ndarray, call: ScoreCall) -> ScoreResult:
+        if call.dry_run:
+            return ScoreResult(np.zeros(len(masks)))
+        return ScoreResult(self.forward(instance, masks))
