@@ -43,7 +43,6 @@ class PreparedInstance(Generic[State]):
 
     decoded: DecodedInstance
     tokens: list[str]
-    truth: Optional[np.ndarray] = None
     state: Optional[State] = field(default=None, repr=False)
 
     @property
@@ -85,6 +84,10 @@ class ScoringBackend(ABC):
 
     def register_metrics(self, registry: CollectorRegistry) -> None:
         """Add backend-specific metrics to the server's registry (none by default)."""
+
+    def spending_caps(self) -> common_pb2.SpendingCaps:
+        """What one explanation may spend, as this backend enforces it (no caps by default), for Describe."""
+        return common_pb2.SpendingCaps()
 
     @abstractmethod
     def prepare(self, instance: DecodedInstance) -> PreparedInstance:

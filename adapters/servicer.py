@@ -16,7 +16,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from multishap.adapters.backend import ScoreCall, ScoringBackend
 from multishap.adapters.instances import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, PreparedInstances
 from multishap.service.rpc.config import Limits
-from multishap.service.rpc.convert import matrix_to_proto
 from multishap.service.rpc.errors import InvalidArgument, TargetFailed
 from multishap.service.rpc.request_checks import check_coalition_count
 from multishap.service.rpc.wire import pack_values, unpack_coalitions
@@ -56,16 +55,14 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
 
     def Describe(self, request: scorer_pb2.DescribeRequest, context) -> scorer_pb2.Players:
         prepared = self.instances.get(request.instance)
-        players = scorer_pb2.Players(
+        return scorer_pb2.Players(
             grid=common_pb2.Grid(rows=prepared.decoded.rows, cols=prepared.decoded.cols),
             tokens=prepared.tokens,
             score_semantics=self.backend.score_semantics,
             model_id=self.backend.model_id,
             factorised=self.backend.factorised,
+            caps=self.backend.spending_caps(),
         )
-        if prepared.truth is not None:
-            players.truth.CopyFrom(matrix_to_proto(prepared.truth))
-        return players
 
     def Score(self, request: scorer_pb2.ScoreRequest, context) -> scorer_pb2.ScoreResponse:
         start = time.perf_counter()

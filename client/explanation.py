@@ -33,10 +33,15 @@ class Target:
     model_id: str = ""
     score_semantics: str = ""
     reachable: bool = True
+    max_requests: Optional[int] = None    # the adapter's per-explanation caps (None: no cap)
+    max_cost: Optional[float] = None
 
     @classmethod
     def from_proto(cls, msg: explainer_pb2.TargetInfo) -> "Target":
-        return cls(msg.name, list(msg.addresses), msg.model_id, msg.score_semantics, msg.reachable)
+        caps = msg.caps
+        return cls(msg.name, list(msg.addresses), msg.model_id, msg.score_semantics, msg.reachable,
+                   caps.max_requests if caps.HasField("max_requests") else None,
+                   caps.max_cost if caps.HasField("max_cost") else None)
 
 
 @dataclass(frozen=True)

@@ -34,3 +34,11 @@ ADAPTER_PORT = 50051
 # Client retries of a refusal that carries google.rpc.RetryInfo.
 MAX_RETRIES = 3
 MAX_RETRY_DELAY_S = 30.0
+
+# Command-line servers (`multishap serve`, `multishap adapter KIND`, `multishap simulator`): their
+# ports, chosen apart so that one of each runs on one machine, and their Prometheus ports, away
+# from Prometheus' 9090 and Alertmanager's 9093.
+EXPLAINER_METRICS_PORT = 9460
+ADAPTER_PORTS = {"synthetic": ADAPTER_PORT, "hf": 50052, "openai": 50053}
+ADAPTER_METRICS_PORTS = {"synthetic": 9461, "hf": 9462, "openai": 9463}
+SIMULATOR_PORT = 50054             # HTTP, the simulated chat endpoint

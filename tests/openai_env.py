@@ -89,7 +89,7 @@ def with_scoring(opts: OpenAIOptions, **changes) -> OpenAIOptions:
 
 def cli_env(key: Optional[str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    env.update(MULTISHAP_PORT="0", MULTISHAP_METRICS_PORT="-1")
+    env.update(MULTISHAP_ADAPTER_OPENAI_PORT="0", MULTISHAP_ADAPTER_OPENAI_METRICS_PORT="-1")
     if key is not None:
         env["OPENAI_API_KEY"] = key
     return env

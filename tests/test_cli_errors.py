@@ -66,5 +66,5 @@ def test_no_traceback_from_the_installed_command(files):
     ["explain-dataset", "manifest.jsonl", *CLIENT],
 ])
 def test_the_default_budget_is_the_servers(monkeypatch, argv):
-    monkeypatch.delenv("MULTISHAP_BUDGET", raising=False)
+    monkeypatch.delenv(f"MULTISHAP_{argv[0].upper().replace('-', '_')}_BUDGET", raising=False)
     assert build_parser().parse_args(argv).budget == 0

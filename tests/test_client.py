@@ -128,15 +128,19 @@ def test_cli_explain_targets_and_dataset(service, tmp_path, monkeypatch, capsys)
     a, e = service
     image = tmp_path / "photo.png"
     image.write_bytes(png())
-    monkeypatch.setenv("MULTISHAP_ADDRESS", e.address)
-    monkeypatch.setenv("MULTISHAP_TARGET", "syn")
+    for command in ("EXPLAIN", "EXPLAIN_DATASET", "TARGETS"):
+        monkeypatch.setenv(f"MULTISHAP_{command}_ADDRESS", e.address)
+    for command in ("EXPLAIN", "EXPLAIN_DATASET"):
+        monkeypatch.setenv(f"MULTISHAP_{command}_TARGET", "syn")
     code = cli(["explain", "--image", str(image), "--text", TEXT, "--grid", "3x3", "--budget", "1500",
                 "--param", "family=mixed", "--param", "seed=1", "--out", str(tmp_path / "out")])
     assert code == 0
     printed = capsys.readouterr().out
     assert "synergy ratio" in printed and "strongest synergy" in printed
-    saved = Explanation.from_json((tmp_path / "out" / "photo-explanation.json").read_text())
-    assert saved.evaluations <= 1500 and (tmp_path / "out" / "photo-heatmap.png").stat().st_size > 1000
+    [json_file] = (tmp_path / "out").glob("photo-*-explanation.json")
+    saved = Explanation.from_json(json_file.read_text())
+    heatmap = json_file.with_name(json_file.name.replace("-explanation.json", "-heatmap.png"))
+    assert saved.evaluations <= 1500 and heatmap.stat().st_size > 1000
 
     assert cli(["targets"]) == 0
     assert "syn\treachable" in capsys.readouterr().out

@@ -64,7 +64,10 @@ def test_phi_equals_the_synthetic_adapter(tmp_path, fault_rate):
         assert max(sim.traffic.answered.values()) >= 1
         if fault_rate:
             assert sum(sim.traffic.faults.values()) > 50 and set(sim.traffic.faults) == set(faults.kinds)
-            assert runs["exact"].usage.retries >= sum(sim.traffic.faults.values())
+            # Every fault is retried, except a slow answer that a loaded client only reads after it has
+            # arrived (its socket wait then sees the data, not the timeout).
+            failures = sum(n for kind, n in sim.traffic.faults.items() if kind != "slow")
+            assert runs["exact"].usage.retries >= failures
 
 
 def test_probability_scores_and_usage(tmp_path):
@@ -361,11 +364,11 @@ def test_cli_dry_run_then_explain_through_the_cli_adapter(tmp_path, monkeypatch,
     with simulator(inst) as sim, cli_adapter(sim.base_url, tmp_path / "c.sqlite", KEY, "--prices", str(prices),
                                             "--rpm", "6000", "--max-cost", "5") as run, \
             explainer({"api": [run["address"]]}) as (running, _, _):
-        monkeypatch.setenv("MULTISHAP_ADDRESS", running.address)
-        monkeypatch.setenv("MULTISHAP_TARGET", "api")
+        monkeypatch.setenv("MULTISHAP_EXPLAIN_ADDRESS", running.address)
+        monkeypatch.setenv("MULTISHAP_EXPLAIN_TARGET", "api")
         args = ["explain", "--image", str(image), "--text", inst.text, "--answer", inst.target, "--grid", "2x2",
                 "--method", "exact", "--budget", "1024", "--out", str(tmp_path / "out")]
-        assert cli(args + ["--dry-run", "yes"]) == 0
+        assert cli(args + ["--dry-run"]) == 0
         dry = capsys.readouterr().out
         assert not sim.traffic.arrivals
         assert cli(args) == 0

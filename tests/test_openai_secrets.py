@@ -113,7 +113,7 @@ def test_the_cli_adapter_refuses_a_key_no_header_can_carry_without_quoting_it(tm
                           capture_output=True, text=True, timeout=30)
     lines = done.stderr.strip().splitlines()
     assert done.returncode != 0 and done.stdout == "" and len(lines) == 1
-    assert lines[0].startswith(f"the API key from {where} contains {flaw} of ")
+    assert lines[0].startswith(f"error: the API key from {where} contains {flaw} of ")
     assert_absent((KEY[:12], KEY[12:]), done.stderr)
 
 

@@ -97,6 +97,10 @@ class OpenAIBackend(ScoringBackend):
     def register_metrics(self, registry: CollectorRegistry) -> None:
         self.metrics = self.endpoint.metrics = EndpointMetrics(registry)
 
+    def spending_caps(self) -> common_pb2.SpendingCaps:
+        """--max-requests and --max-cost, so that a dry run can warn when its estimate passes them."""
+        return common_pb2.SpendingCaps(max_requests=self.options.max_requests, max_cost=self.options.max_cost)
+
     def close(self) -> None:
         self.endpoint.close()
 

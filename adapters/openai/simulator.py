@@ -75,6 +75,12 @@ class Traffic:
     faults: Counter = field(default_factory=Counter)
     unauthorized: int = 0
 
+    def summary(self) -> str:
+        """One line on what arrived: requests, answers, refused keys and each injected fault."""
+        faults = ", ".join(f"{count} {kind}" for kind, count in sorted(self.faults.items())) or "none"
+        return (f"{len(self.arrivals)} requests, {sum(self.answered.values())} answered, "
+                f"{self.unauthorized} refused for their key; injected faults: {faults}")
+
     def max_in_window(self, seconds: float) -> int:
         """Most requests that arrived within any window of ``seconds``."""
         times = sorted(self.arrivals)
@@ -217,6 +223,37 @@ class SimulatedEndpoint:
         with self._lock:
             self.traffic.answered[key] += 1
         return 200, reply
+
+
+def game_endpoint(image: bytes, text: str, target: str, rows: int, cols: int, family: str, seed: int, api_key: str,
+                  faults: FaultPlan = FaultPlan(), latency: float = 0.0, port: int = 0, **render) -> SimulatedEndpoint:
+    """An endpoint whose "model" is the synthetic game ``family`` (seeded) over this instance's patches and words,
+    for rehearsing an audit offline (``multishap simulator``).
+
+    The target's log-probability is v(S) - shift, with shift = sum of |a_T| + 0.5 so that it stays below 0;
+    a constant changes no interaction, so the adapter's ``--score logprob`` explanation is the game's exact
+    Phi. ``render`` takes SimulatedTask's template, placeholder, image_size and baseline, which must match
+    the adapter's options. Only games with Moebius terms (not mlp or bilinear) have such a bound.
+    """
+    from multishap.service.math.games import FAMILIES, MobiusGame, make_game
+
+    try:
+        pixels = np.asarray(Image.open(io.BytesIO(image)).convert("RGB"))
+    except OSError as exc:
+        raise ValueError(f"the image could not be decoded ({type(exc).__name__})") from None
+    if family not in FAMILIES:
+        raise ValueError(f"unknown game family {family!r}; choose one of {', '.join(FAMILIES)}")
+    game = make_game(family, rows * cols, len(text.split()), seed)
+    if not isinstance(game, MobiusGame):
+        raise ValueError(f"the simulator needs a game with Moebius terms, whose values it can bound below 0; "
+                         f"{family} has none")
+    unknown = sorted(set(faults.kinds) - set(FAULTS) - {"unusable"})
+    if unknown:
+        raise ValueError(f"unknown fault kind {unknown[0]!r}; choose from {', '.join(FAULTS)}, unusable")
+    shift = sum(abs(coef) for _, coef in game.terms) + 0.5
+    task = SimulatedTask(pixels, text, target, rows, cols, **render)
+    return SimulatedEndpoint(task, game, lambda value: value - shift, api_key=api_key, faults=faults,
+                             latency=latency, port=port)
 
 
 TARGET_TOKEN_ID = 9454

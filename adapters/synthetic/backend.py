@@ -42,7 +42,7 @@ class SyntheticBackend(ModelBackend):
         else:
             raise InvalidArgument(f"parameter seed must be a non-negative integer; got {shown(seed_text)}")
         game = make_game(family, instance.rows * instance.cols, len(tokens), seed)
-        return PreparedInstance(instance, tokens, truth=game.interactions("SII"), state=game)
+        return PreparedInstance(instance, tokens, state=game)
 
     def forward(self, instance: PreparedInstance[MobiusGame | SmoothGame], masks: np.ndarray) -> np.ndarray:
         return instance.state(masks)

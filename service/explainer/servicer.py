@@ -81,7 +81,7 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
     def _target_info(self, target: Target, players: scorer_pb2.Players) -> explainer_pb2.TargetInfo:
         return explainer_pb2.TargetInfo(
             name=target.name, addresses=self._addresses(target), model_id=players.model_id,
-            score_semantics=players.score_semantics, reachable=True,
+            score_semantics=players.score_semantics, reachable=True, caps=players.caps,
         )
 
     def ListTargets(self, request, context) -> explainer_pb2.ListTargetsResponse:

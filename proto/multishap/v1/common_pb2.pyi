@@ -86,3 +86,11 @@ class Usage(_message.Message):
     retries: int
     bounded: int
     def __init__(self, requests: _Optional[int] = ..., cache_hits: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost: _Optional[float] = ..., retries: _Optional[int] = ..., bounded: _Optional[int] = ...) -> None: ...
+
+class SpendingCaps(_message.Message):
+    __slots__ = ("max_requests", "max_cost")
+    MAX_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_COST_FIELD_NUMBER: _ClassVar[int]
+    max_requests: int
+    max_cost: float
+    def __init__(self, max_requests: _Optional[int] = ..., max_cost: _Optional[float] = ...) -> None: ...

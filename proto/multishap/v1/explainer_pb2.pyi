@@ -12,18 +12,20 @@ class ListTargetsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class TargetInfo(_message.Message):
-    __slots__ = ("name", "addresses", "model_id", "score_semantics", "reachable")
+    __slots__ = ("name", "addresses", "model_id", "score_semantics", "reachable", "caps")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     SCORE_SEMANTICS_FIELD_NUMBER: _ClassVar[int]
     REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    CAPS_FIELD_NUMBER: _ClassVar[int]
     name: str
     addresses: _containers.RepeatedScalarFieldContainer[str]
     model_id: str
     score_semantics: str
     reachable: bool
-    def __init__(self, name: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., model_id: _Optional[str] = ..., score_semantics: _Optional[str] = ..., reachable: _Optional[bool] = ...) -> None: ...
+    caps: _common_pb2.SpendingCaps
+    def __init__(self, name: _Optional[str] = ..., addresses: _Optional[_Iterable[str]] = ..., model_id: _Optional[str] = ..., score_semantics: _Optional[str] = ..., reachable: _Optional[bool] = ..., caps: _Optional[_Union[_common_pb2.SpendingCaps, _Mapping]] = ...) -> None: ...
 
 class ListTargetsResponse(_message.Message):
     __slots__ = ("targets",)

@@ -14,20 +14,20 @@ class DescribeRequest(_message.Message):
     def __init__(self, instance: _Optional[_Union[_common_pb2.Instance, _Mapping]] = ...) -> None: ...
 
 class Players(_message.Message):
-    __slots__ = ("grid", "tokens", "score_semantics", "model_id", "factorised", "truth")
+    __slots__ = ("grid", "tokens", "score_semantics", "model_id", "factorised", "caps")
     GRID_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     SCORE_SEMANTICS_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     FACTORISED_FIELD_NUMBER: _ClassVar[int]
-    TRUTH_FIELD_NUMBER: _ClassVar[int]
+    CAPS_FIELD_NUMBER: _ClassVar[int]
     grid: _common_pb2.Grid
     tokens: _containers.RepeatedScalarFieldContainer[str]
     score_semantics: str
     model_id: str
     factorised: bool
-    truth: _common_pb2.Matrix
-    def __init__(self, grid: _Optional[_Union[_common_pb2.Grid, _Mapping]] = ..., tokens: _Optional[_Iterable[str]] = ..., score_semantics: _Optional[str] = ..., model_id: _Optional[str] = ..., factorised: _Optional[bool] = ..., truth: _Optional[_Union[_common_pb2.Matrix, _Mapping]] = ...) -> None: ...
+    caps: _common_pb2.SpendingCaps
+    def __init__(self, grid: _Optional[_Union[_common_pb2.Grid, _Mapping]] = ..., tokens: _Optional[_Iterable[str]] = ..., score_semantics: _Optional[str] = ..., model_id: _Optional[str] = ..., factorised: _Optional[bool] = ..., caps: _Optional[_Union[_common_pb2.SpendingCaps, _Mapping]] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
     __slots__ = ("instance", "num_players", "num_coalitions", "coalitions", "job", "dry_run")

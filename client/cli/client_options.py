@@ -1,0 +1,38 @@
+"""Options shared by the commands that call the explainer: where it is, and the instance to explain."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from multishap.service import defaults
+
+from . import types
+from .env import Parser
+
+
+def client_options(p: Parser, need_target: bool = True) -> None:
+    """--address, --target, --timeout and --max-retries."""
+    p.option("address", "explainer address host:port", defaults.EXPLAINER_ADDRESS)
+    if need_target:
+        p.option("target", "target name configured on the explainer", required=True)
+    p.option("timeout", "seconds before giving up, retries included", type=types.number(0.0, inclusive=False))
+    p.option("max-retries", "retries of a call the busy server asks to retry later", defaults.MAX_RETRIES,
+             type=types.NON_NEGATIVE)
+
+
+def instance_options(p: Parser) -> None:
+    """The image, text and answer, the grid, adapter parameters, the seed and the budget."""
+    p.option("image", "image file", required=True)
+    p.option("text", "question, caption or prompt", required=True)
+    p.option("answer", "the answer or caption being explained", "")
+    p.option("grid", "patch grid, rows x columns", defaults.GRID, type=types.grid)
+    p.add_argument("--param", action="append", type=types.key_value, metavar="KEY=VALUE",
+                   help="adapter parameter (repeatable; no environment variable)")
+    p.option("seed", "random seed", defaults.SEED, type=types.NON_NEGATIVE)
+    p.option("budget", "distinct coalitions to evaluate (0: the server's default)", defaults.SERVER_BUDGET,
+             type=types.NON_NEGATIVE)
+
+
+def parameters(pairs: Optional[Sequence[tuple[str, str]]]) -> dict[str, str]:
+    """The --param pairs as the instance's parameters."""
+    return dict(pairs or [])

@@ -1,0 +1,77 @@
+"""``multishap explain-dataset``: explain every instance of a JSON-lines manifest into a resumable results file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from multishap.service import defaults
+from multishap.service.math.estimators import INDICES, METHODS
+from multishap.service.math.estimators.registry import method_help
+
+from . import types
+from .client_options import client_options
+from .env import Parser
+
+
+def add_parser(sub: argparse._SubParsersAction, parent: Parser) -> None:
+    """Register ``explain-dataset`` and its options."""
+    p = parent.command_parser(sub, "explain-dataset", help="explain every instance of a JSONL manifest (resumable)",
+                              description="Each manifest line: {\"id\", \"image\" (path relative to the manifest), "
+                                          "\"text\", \"answer\"}. Finished instances in --out are skipped.")
+    p.add_argument("manifest", type=types.path, help="the JSON-lines manifest")
+    client_options(p)
+    p.option("grid", "patch grid, rows x columns", defaults.GRID, type=types.grid)
+    p.option("method", method_help(), defaults.METHOD, type=types.one_of(METHODS), choices=METHODS)
+    p.option("index", "interaction index", defaults.INDEX, type=types.one_of(INDICES), choices=INDICES)
+    p.option("budget", "distinct coalitions per instance (0: the server's default)", defaults.SERVER_BUDGET,
+             type=types.NON_NEGATIVE)
+    p.option("seed", "random seed", defaults.SEED, type=types.NON_NEGATIVE)
+    p.option("concurrency", "instances explained at once", defaults.DATASET_CONCURRENCY, type=types.POSITIVE)
+    p.option("out", "results file (JSON lines)", Path(defaults.RESULTS_FILE), type=types.path)
+    p.set_defaults(run=run)
+
+
+def read_manifest(manifest: Path) -> list[dict]:
+    """The manifest's records, each image resolved against the manifest's folder; ValueError names the bad line."""
+    try:
+        lines = manifest.read_text().splitlines()
+    except OSError as err:
+        raise ValueError(f"could not read the manifest {str(manifest)!r}: {err.strerror}") from None
+    records = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{manifest}:{n}: not JSON ({err})") from None
+        if not isinstance(record, dict) or "image" not in record or "text" not in record:
+            raise ValueError(f"{manifest}:{n}: each line needs \"image\" and \"text\"")
+        image = (manifest.parent / str(record["image"])).resolve()
+        if not image.is_file():
+            raise ValueError(f"{manifest}:{n}: image file {str(image)!r} does not exist")
+        records.append({**record, "image": str(image)})
+    return records
+
+
+def run(args: argparse.Namespace) -> int:
+    """Explain what the results file does not hold yet; exit 1 when any instance failed."""
+    from ..report import usage_line
+    from ..sdk import ExplainerClient
+
+    records = read_manifest(args.manifest)
+    with ExplainerClient(args.address, timeout=args.timeout, max_retries=args.max_retries) as client:
+        report = client.explain_dataset(records, target=args.target, concurrency=args.concurrency, out=args.out,
+                                        grid=args.grid, method=args.method, index=args.index, budget=args.budget,
+                                        seed=args.seed)
+    print(report.table())
+    print(f"\nMSR {report.msr:.3f}  SDR {report.sdr:.3f}  over {len(report.rows)} instances "
+          f"({report.skipped} resumed from {args.out}, {len(report.failed)} failed)")
+    if cost := usage_line(report.usage):
+        print(cost)
+    for failure in report.failed:
+        print(f"failed {failure['id']}: {failure['error']}", file=sys.stderr)
+    return 1 if report.failed else 0
