@@ -11,9 +11,13 @@ import pytest
 
 from multishap.adapters.synthetic.backend import SyntheticBackend
 from multishap.service.math.validation import ArgumentError
+from multishap.service.rpc.errors import InvalidArgument, ResourceExhausted
 from multishap.service.rpc.wire import pack_coalitions
-from multishap.v1 import scorer_pb2, scorer_pb2_grpc
-from servers import adapters, instance
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from multishap.v1 import explainer_pb2, scorer_pb2, scorer_pb2_grpc
+from servers import adapters, explainer, instance
 
 
 class BuggyBackend(SyntheticBackend):
@@ -24,6 +28,11 @@ class BuggyBackend(SyntheticBackend):
             raise ValueError("operands could not be broadcast together with shapes (3,) (4,)")
         if instance.decoded.text == "argument":
             raise ArgumentError("budget must be at least 1; got 0")
+        if instance.decoded.text == "refused":
+            raise InvalidArgument("the endpoint refused the prompt")
+        if instance.decoded.text == "capped":
+            raise ResourceExhausted("this explanation has used its 5 paid requests", retry_after=2.0,
+                                    limit="max_requests")
         return super().forward(instance, masks)
 
 
@@ -58,3 +67,27 @@ def test_a_bug_that_raises_value_error_is_internal_with_a_logged_error_id(stub, 
 def test_the_maths_argument_error_is_the_callers_invalid_argument(stub):
     err = score(stub, "argument")
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and err.details() == "budget must be at least 1; got 0"
+
+
+def explained(text: str) -> grpc.RpcError:
+    """An Explain through a real explainer whose target's backend refuses ``text``."""
+    with adapters(BuggyBackend()) as (running,), explainer({"syn": [running.address]}) as (_, stub, _servicer):
+        request = explainer_pb2.ExplainRequest(target="syn", instance=instance(text=text), budget=64)
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub.Explain(request, timeout=30))
+    return info.value
+
+
+def test_a_targets_refusal_of_the_instance_stays_invalid_argument():
+    err = explained("refused")
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.details() == "target 'syn' refused the instance: the endpoint refused the prompt"
+
+
+def test_a_targets_limit_reaches_the_caller_with_its_quota_failure_and_pushback():
+    err = explained("capped")
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "used its 5 paid requests" in err.details()
+    details = rpc_status.from_call(err).details
+    quota, retry = error_details_pb2.QuotaFailure(), error_details_pb2.RetryInfo()
+    assert details[0].Unpack(retry) and retry.retry_delay.ToTimedelta().total_seconds() == 2.0
+    assert details[1].Unpack(quota) and [v.subject for v in quota.violations] == ["max_requests"]

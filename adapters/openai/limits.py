@@ -115,8 +115,9 @@ class SpendLedger:
         again = "the answers so far are cached, so raising the limit and running it again pays only for the rest"
         if self.max_requests is not None and requests >= self.max_requests:
             raise ResourceExhausted(f"this explanation has used its {self.max_requests} paid requests "
-                                    f"(--max-requests); {again}")
-        raise ResourceExhausted(f"this explanation has spent {cost:.4f} of its {self.max_cost:g} (--max-cost); {again}")
+                                    f"(--max-requests); {again}", limit="max_requests")
+        raise ResourceExhausted(f"this explanation has spent {cost:.4f} of its {self.max_cost:g} (--max-cost); {again}",
+                                limit="max_cost")
 
     def charge(self, job: str, cost: float) -> None:
         if self.capped:

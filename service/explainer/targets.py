@@ -21,7 +21,10 @@ from typing import Callable, Iterator, Optional
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 
 from multishap.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
@@ -226,7 +229,7 @@ class Target:
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return DeadlineExceeded(f"target {self.name!r} did not answer in time: {details}")
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-            return ResourceExhausted(f"target {self.name!r} is over a limit: {details}")
+            return ResourceExhausted(f"target {self.name!r} is over a limit: {details}", *_pushback_and_limit(err))
         if code in _PASSED_THROUGH:
             return _PASSED_THROUGH[code](f"target {self.name!r}: {details}")
         return TargetFailed(f"target {self.name!r} failed ({code.name}): {details}")
@@ -248,6 +251,25 @@ class Target:
 
 # Peer addresses as gRPC's transport errors write them ("ipv4:10.0.0.5:50051", "ipv6:[::1]:50051").
 _PEER = re.compile(r"\b(?:ipv4|ipv6|unix|unix-abstract|dns):\S*?(?=[\s),;]|$)")
+
+
+def _pushback_and_limit(err: grpc.RpcError) -> tuple[Optional[float], Optional[str]]:
+    """The RetryInfo delay and the QuotaFailure subject of an adapter's refusal, so the caller gets them too."""
+    try:
+        status = rpc_status.from_call(err)
+    except (ValueError, DecodeError):
+        return None, None
+    retry_after = limit = None
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            retry_after = max(info.retry_delay.ToTimedelta().total_seconds(), 0.0)
+        elif detail.Is(error_details_pb2.QuotaFailure.DESCRIPTOR):
+            quota = error_details_pb2.QuotaFailure()
+            detail.Unpack(quota)
+            limit = quota.violations[0].subject if quota.violations else None
+    return retry_after, limit
 
 
 def _details(err: grpc.RpcError, addresses: tuple[str, ...]) -> str:
@@ -297,8 +319,8 @@ class RemoteValueFunction:
         request = self._prefix + scorer_pb2.ScoreRequest(
             num_coalitions=len(masks), coalitions=pack_coalitions(masks)
         ).SerializeToString()
+        response = self._target.call("Score", request, self._control)
         try:
-            response = self._target.call("Score", request, self._control)
             values = unpack_values(response.values, len(masks))
         except ValueError as err:
             raise TargetFailed(f"target {name!r} answered wrongly: {err}") from None
