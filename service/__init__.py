@@ -4,7 +4,7 @@
   value-function contract; plain Python and numpy, no gRPC.
 - :mod:`.rpc`: what every server shares: the error classes and the interceptor that maps them
   to status codes, server bootstrap, configuration and limits, request checks, the wire format.
-- :mod:`.explainer`: the Explainer server: servicer, jobs, conversions, targets, admission, readiness.
+- :mod:`.explainer`: the Explainer server: servicer, options, jobs, streaming, targets, admission, readiness.
 
 Adapters (``multishap.adapters``) sit beside the explainer on top of :mod:`.rpc`; the client
 (``multishap.client``) sits on top of both. ``docs/architecture.md`` draws the whole.

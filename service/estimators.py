@@ -1,4 +1,5 @@
-"""Import shim: the public API documented in the README moved to :mod:`multishap.service.math.estimators`."""
+"""Import shim: ``multishap.service.estimators``, where the README used to document it, now lives in
+:mod:`multishap.service.math.estimators`; code written against the old path keeps working."""
 
 from multishap.service.math.estimators import (
     ESTIMATORS,

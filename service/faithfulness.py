@@ -1,4 +1,5 @@
-"""Import shim: the public API documented in the README moved to :mod:`multishap.service.math.faithfulness`."""
+"""Import shim: ``multishap.service.faithfulness``, where the README used to document it, now lives in
+:mod:`multishap.service.math.faithfulness`; code written against the old path keeps working."""
 
 from multishap.service.math.faithfulness import (
     MacroGameSII,

@@ -1,4 +1,5 @@
-"""Import shim: the public API documented in the README moved to :mod:`multishap.service.math.metrics`."""
+"""Import shim: ``multishap.service.metrics``, where the README used to document it, now lives in
+:mod:`multishap.service.math.metrics`; code written against the old path keeps working."""
 
 from multishap.service.math.metrics import (
     DatasetMetrics,

@@ -23,7 +23,6 @@ from .efficientnet_lite import MEAN, load_pretrained, normalise
 
 CLASSES_FILE = Path(__file__).with_name("imagenet_classes.tsv")
 IMAGE_SIZE = 224
-MAX_TEXT_TOKENS = 64
 
 
 def imagenet_class_names() -> list[str]:

@@ -1,9 +1,10 @@
 """The job layer: one Explain or Faithfulness computation, from the target's description to the math's results.
 
-A job describes the instance at its target, refuses a game over the player limits, wraps
-the target's Score calls in one memoised value function (:class:`MemoisedValueFunction`:
-every coalition of the request is scored once, whichever computation asks for it) and runs
-the estimator or the faithfulness metrics on it. It knows nothing of gRPC's servicer side
+A job describes the instance at its target, refuses a game over the player limits, and runs
+the estimator or the faithfulness metrics on the target's Score calls. An explanation's
+estimator deduplicates its own coalitions; a faithfulness job wraps the Score calls in one
+:class:`MemoisedValueFunction`, so its estimate, F_syn, unimodal curves and macro game
+score every coalition of the request once, whichever of them asks for it. It knows nothing of gRPC's servicer side
 or of the reply messages: those are the servicer's and :mod:`multishap.service.rpc.convert`'s.
 """
 

@@ -2,8 +2,8 @@
 
 A caller that can be cancelled (the explainer, on a client's cancel or deadline) runs the
 math inside ``interruptible(check)``; the math calls :func:`checkpoint` in its loops, and
-``check`` raises to stop it there. Outside such a scope ``checkpoint`` does nothing, so the
-library behaves as before. The scope is a context variable: it holds for the thread (or
+``check`` raises to stop it there. Outside such a scope ``checkpoint`` does nothing, so a
+library caller sees no difference. The scope is a context variable: it holds for the thread (or
 task) that entered it, not for threads the computation starts.
 """
 

@@ -284,9 +284,6 @@ class RunningServer:
             self._http.shutdown()
             self._http.server_close()
 
-    def wait(self) -> None:
-        self.server.wait_for_termination()
-
 
 @dataclass
 class BoundServer:

@@ -363,10 +363,11 @@ def kernel_estimate(
 KERNEL = Estimator(
     name="kernel",
     summary="Shapley-kernel regression on derivative games (the most accurate per evaluation on synthetic games)",
-    description=("Φ's column for token j is the Shapley value vector of the derivative game D_j(S) = v(S∪{j}) − v(S); "
-                 "bases R are evaluated with every token flipped (one exact D_j sample per token for about 1 + n "
-                 "coalitions), and each column mixes a Shapley-kernel regression with stratified means at the "
-                 "variance-optimal weight (paired draws, outer sizes enumerated, jackknife standard errors)"),
+    description=("for each player j of the smaller modality, Φ's line for j (a column for a token) is the Shapley "
+                 "value vector of the derivative game D_j(S) = v(S∪{j}) − v(S); bases R are evaluated with every such "
+                 "player flipped (one exact D_j sample per player for about 1 + min(m, n) coalitions), and each line "
+                 "mixes a Shapley-kernel regression with stratified means at the variance-optimal weight (paired "
+                 "draws, outer sizes enumerated, jackknife standard errors)"),
     reports="Φ with jackknife standard errors, and the players' Shapley values (SII)",
     min_budget=min_budget,
     run=kernel_estimate,
