@@ -12,14 +12,11 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
+from multishap.service.rpc.convert import IMAGE_BASELINES
 from multishap.v1 import common_pb2
 
 DEFAULT_BLUR_RADIUS = 30.0
-BASELINE_NAMES = {
-    common_pb2.IMAGE_BASELINE_ZERO: "zero",
-    common_pb2.IMAGE_BASELINE_MEAN: "mean",
-    common_pb2.IMAGE_BASELINE_BLUR: "blur",
-}
+BASELINE_NAMES = {value: name for name, value in IMAGE_BASELINES.items()}
 
 
 def patch_map(height: int, width: int, rows: int, cols: int) -> np.ndarray:

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 from multishap import __version__
+from multishap.service.rpc.convert import baseline_name
 from multishap.v1 import common_pb2
 
 if TYPE_CHECKING:
     from .explanation import Explanation, FaithfulnessReport
 
 SCHEMA_VERSION = 2  # of the JSON that to_json writes; files without a schema_version are version 1
-BASELINE_PREFIX = "IMAGE_BASELINE_"
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,7 @@ class Masking:
 
     @classmethod
     def from_proto(cls, msg: common_pb2.MaskingOptions) -> "Masking":
-        name = common_pb2.ImageBaseline.Name(msg.image_baseline).removeprefix(BASELINE_PREFIX).lower()
-        return cls("default" if name == "unspecified" else name, msg.blur_radius, msg.text_mask)
+        return cls(baseline_name(msg.image_baseline), msg.blur_radius, msg.text_mask)
 
 
 @dataclass(frozen=True)

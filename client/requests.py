@@ -10,18 +10,14 @@ from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
 from google.protobuf.message import Message
 
 from multishap.service import defaults
+from multishap.service.rpc.convert import IMAGE_BASELINES, baseline_to_proto
 from multishap.v1 import common_pb2, explainer_pb2
 
 from .explanation import Explanation, FaithfulnessReport, Target
 from .images import EncodedImage, ImageLike, encode_image
 from .progress import ProgressArg
 
-BASELINES = {
-    None: common_pb2.IMAGE_BASELINE_UNSPECIFIED,
-    "zero": common_pb2.IMAGE_BASELINE_ZERO,
-    "mean": common_pb2.IMAGE_BASELINE_MEAN,
-    "blur": common_pb2.IMAGE_BASELINE_BLUR,
-}
+BASELINES = {None: common_pb2.IMAGE_BASELINE_UNSPECIFIED, **IMAGE_BASELINES}
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 
@@ -43,9 +39,7 @@ class Call:
 def masking_options(image_baseline: Optional[str] = None, blur_radius: float = 0.0,
                     text_mask: str = "") -> common_pb2.MaskingOptions:
     """How masked players are rendered; None, 0 and "" leave the adapter's defaults."""
-    if image_baseline not in BASELINES:
-        raise ValueError(f"image_baseline must be one of zero, mean, blur; got {image_baseline!r}")
-    return common_pb2.MaskingOptions(image_baseline=BASELINES[image_baseline], blur_radius=float(blur_radius),
+    return common_pb2.MaskingOptions(image_baseline=baseline_to_proto(image_baseline), blur_radius=float(blur_radius),
                                      text_mask=text_mask)
 
 

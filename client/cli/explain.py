@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from multishap.adapters.pixels import BASELINE_NAMES
+from multishap.service.rpc.convert import IMAGE_BASELINES
 from multishap.service import defaults
 from multishap.service.math.estimators import INDICES, METHODS
 from multishap.service.math.estimators.registry import method_help
@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction, parent: Parser) -> None:
                                           "instance and target (heatmaps need pip install 'multishap[plot]').")
     client_options(p)
     instance_options(p)
-    baselines = tuple(BASELINE_NAMES.values())
+    baselines = tuple(IMAGE_BASELINES)
     p.option("method", method_help(), defaults.METHOD, type=types.one_of(METHODS), choices=METHODS)
     p.option("index", "interaction index", defaults.INDEX, type=types.one_of(INDICES), choices=INDICES)
     p.option("baseline", "image baseline (default: the adapter's)", type=types.one_of(baselines), choices=baselines)

@@ -11,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from multishap.adapters.pixels import BASELINE_NAMES
+from multishap.service.rpc.convert import IMAGE_BASELINES
 
 from . import types
 from .env import Parser
@@ -22,7 +22,7 @@ DESCRIPTION = ("Score masked inputs with a chat endpoint's log-probabilities (Op
 DETAILS = ("auto", "low", "high")
 SCORES = ("prob", "logprob")
 MATCHES = ("normalized", "exact")
-BASELINES = tuple(BASELINE_NAMES.values())
+BASELINES = tuple(IMAGE_BASELINES)
 CACHE = Path.home() / ".cache" / "multishap" / "openai.sqlite"
 
 
@@ -80,14 +80,13 @@ def backend(args: argparse.Namespace):
     from multishap.adapters.openai.credentials import clean_key
 
     key, source = api_key(args)
-    baselines = {name: value for value, name in BASELINE_NAMES.items()}
     options = OpenAIOptions(
         endpoint=EndpointConfig(args.base_url, args.model, clean_key(key, source), timeout=args.timeout,
                                 concurrency=args.concurrency, rpm=args.rpm, tpm=args.tpm,
                                 max_tokens=args.max_tokens, temperature=args.temperature,
                                 retry=RetryPolicy(max_attempts=args.max_attempts, deadline=args.deadline)),
         render=RenderOptions(template=args.template.replace("\\n", "\n"), placeholder=args.placeholder,
-                             image_size=args.image_size, detail=args.detail, baseline=baselines[args.baseline]),
+                             image_size=args.image_size, detail=args.detail, baseline=IMAGE_BASELINES[args.baseline]),
         scoring=ScoringOptions(score=args.score, match=args.match, top_logprobs=args.top_logprobs,
                                prompt_logprobs=args.prompt_logprobs,
                                target_token_ids=args.target_token_ids or frozenset()),

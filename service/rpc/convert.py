@@ -21,6 +21,30 @@ from multishap.service.math.metrics import InstanceMetrics
 from multishap.v1 import common_pb2, explainer_pb2, scorer_pb2
 
 
+# Image baselines by the names the SDK, the CLI and saved results use; unspecified is the adapter's default.
+IMAGE_BASELINES = {
+    "zero": common_pb2.IMAGE_BASELINE_ZERO,
+    "mean": common_pb2.IMAGE_BASELINE_MEAN,
+    "blur": common_pb2.IMAGE_BASELINE_BLUR,
+}
+DEFAULT_BASELINE = "default"
+
+
+def baseline_to_proto(name: Optional[str]) -> int:
+    """The ImageBaseline value of a baseline name (None: the adapter's default); ValueError for another name."""
+    if name is None:
+        return common_pb2.IMAGE_BASELINE_UNSPECIFIED
+    if name not in IMAGE_BASELINES:
+        raise ValueError(f"image_baseline must be one of {', '.join(IMAGE_BASELINES)}; got {name!r}")
+    return IMAGE_BASELINES[name]
+
+
+def baseline_name(value: int) -> str:
+    """The name of an ImageBaseline value, "default" for unspecified (the adapter chooses)."""
+    names = {v: k for k, v in IMAGE_BASELINES.items()}
+    return names.get(value, DEFAULT_BASELINE)
+
+
 def matrix_to_proto(matrix: np.ndarray) -> common_pb2.Matrix:
     """A 2-D float array as a row-major Matrix message."""
     matrix = np.asarray(matrix, dtype=np.float64)
