@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from multishap.service import defaults
+from multishap.service.rpc.convert import IMAGE_BASELINES
 
 from . import types
 from .env import Parser
@@ -31,6 +32,21 @@ def instance_options(p: Parser) -> None:
     p.option("seed", "random seed", defaults.SEED, type=types.NON_NEGATIVE)
     p.option("budget", "distinct coalitions to evaluate (0: the server's default)", defaults.SERVER_BUDGET,
              type=types.NON_NEGATIVE)
+
+
+def masking_options(p: Parser) -> None:
+    """--baseline, --blur-radius and --text-mask: how masked players are rendered (unset: the adapter's defaults)."""
+    baselines = tuple(IMAGE_BASELINES)
+    p.option("baseline", "image baseline for masked patches (default: the adapter's; F_syn's protocol uses blur)",
+             type=types.one_of(baselines), choices=baselines)
+    p.option("blur-radius", "blur radius in pixels for the blur baseline (0: the adapter's default)", 0.0,
+             type=types.number(0.0))
+    p.option("text-mask", "what a masked word becomes (empty: the adapter's default)", "")
+
+
+def masking(args) -> dict[str, object]:
+    """The masking options as the SDK's keyword arguments."""
+    return {"image_baseline": args.baseline, "blur_radius": args.blur_radius, "text_mask": args.text_mask}
 
 
 def parameters(pairs: Optional[Sequence[tuple[str, str]]]) -> dict[str, str]:

@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from multishap.service.rpc.convert import IMAGE_BASELINES
 from multishap.service import defaults
 from multishap.service.math.estimators import INDICES, METHODS
 from multishap.service.math.estimators.registry import method_help
 
 from ..explanation import Target, Usage
 from . import types
-from .client_options import client_options, instance_options, parameters
+from .client_options import client_options, instance_options, masking, masking_options, parameters
 from .env import Parser
 from .extras import require
 
@@ -28,10 +27,9 @@ def add_parser(sub: argparse._SubParsersAction, parent: Parser) -> None:
                                           "instance and target (heatmaps need pip install 'multishap[plot]').")
     client_options(p)
     instance_options(p)
-    baselines = tuple(IMAGE_BASELINES)
     p.option("method", method_help(), defaults.METHOD, type=types.one_of(METHODS), choices=METHODS)
     p.option("index", "interaction index", defaults.INDEX, type=types.one_of(INDICES), choices=INDICES)
-    p.option("baseline", "image baseline (default: the adapter's)", type=types.one_of(baselines), choices=baselines)
+    masking_options(p)
     p.flag("dry-run", "only say how many coalitions the method would score and what they would cost")
     p.option("out", "folder for the JSON and PNG", "out", type=types.path)
     p.set_defaults(run=run)
@@ -62,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     with ExplainerClient(args.address, timeout=args.timeout, max_retries=args.max_retries) as client:
         exp = client.explain(args.image, args.text, target=args.target, answer=args.answer, grid=args.grid,
                              method=args.method, budget=args.budget, seed=args.seed, index=args.index,
-                             parameters=parameters(args.param), image_baseline=args.baseline, dry_run=args.dry_run,
+                             parameters=parameters(args.param), dry_run=args.dry_run, **masking(args),
                              progress=True)
     if args.dry_run:
         print(dry_run_summary(exp))

@@ -11,7 +11,7 @@ from multishap.service import defaults
 from multishap.service.math.attributions import BUILT_IN_EXPLAINERS
 
 from . import types
-from .client_options import client_options, instance_options, parameters
+from .client_options import client_options, instance_options, masking, masking_options, parameters
 from .env import Parser
 from .extras import require
 
@@ -21,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction, parent: Parser) -> None:
     p = parent.command_parser(sub, "faithfulness", help="score an explanation with F_syn and unimodal metrics")
     client_options(p)
     instance_options(p)
+    masking_options(p)
     p.option("explainer", "built-in explainer when --scores is not given", defaults.FAITHFULNESS_EXPLAINER,
              type=types.one_of(BUILT_IN_EXPLAINERS), choices=BUILT_IN_EXPLAINERS)
     p.option("scores", "JSON file {\"patch_scores\": [...], \"token_scores\": [...]}", type=types.path)
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
                                 patch_scores=scores.get("patch_scores"), token_scores=scores.get("token_scores"),
                                 explainer=args.explainer, steps=args.steps, eps=args.eps, macro_game=args.macro,
                                 chunks=args.chunks, seed=args.seed, budget=args.budget,
-                                parameters=parameters(args.param), progress=True)
+                                parameters=parameters(args.param), progress=True, **masking(args))
     print("| metric | value |\n|---|---|")
     for name, value in [("F_syn", r.f_syn), ("F_ins", r.f_ins), ("F_del", r.f_del),
                         ("F_syn unclipped", r.f_syn_unclipped), ("F_syn raw", r.f_syn_raw),
