@@ -187,9 +187,23 @@ class Explanation:
 
 @dataclass(frozen=True)
 class Unimodal:
+    """One modality's insertion and deletion areas, SRG, and its curves at the report's α (empty in files
+    written before the curves were sent)."""
+
     insertion: float
     deletion: float
     srg: float
+    curve_ins: tuple[float, ...] = ()
+    curve_del: tuple[float, ...] = ()
+
+    @classmethod
+    def from_proto(cls, msg: explainer_pb2.UnimodalResult) -> "Unimodal":
+        return cls(msg.insertion, msg.deletion, msg.srg, tuple(msg.curve_ins), tuple(msg.curve_del))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Unimodal":
+        return cls(data["insertion"], data["deletion"], data["srg"], tuple(data.get("curve_ins", ())),
+                   tuple(data.get("curve_del", ())))
 
 
 @dataclass(repr=False)
@@ -240,8 +254,7 @@ class FaithfulnessReport:
             f_syn=msg.f_syn, f_ins=msg.f_ins, f_del=msg.f_del, f_syn_unclipped=msg.f_syn_unclipped,
             f_syn_raw=msg.f_syn_raw, alphas=np.asarray(msg.alphas), curve_ins=np.asarray(msg.curve_ins),
             curve_del=np.asarray(msg.curve_del),
-            visual=Unimodal(msg.visual.insertion, msg.visual.deletion, msg.visual.srg),
-            text=Unimodal(msg.text.insertion, msg.text.deletion, msg.text.srg),
+            visual=Unimodal.from_proto(msg.visual), text=Unimodal.from_proto(msg.text),
             macro_per_step=macro, macro_auc=msg.macro_auc if macro is not None else None,
             evaluations=msg.evaluations, patch_scores=np.asarray(msg.patch_scores),
             token_scores=np.asarray(msg.token_scores), tokens=list(msg.tokens), seconds=msg.seconds,
@@ -270,7 +283,7 @@ class FaithfulnessReport:
         data = {k: v for k, v in data.items() if k != "schema_version"}
         for name in ("alphas", "curve_ins", "curve_del", "patch_scores", "token_scores", "macro_per_step"):
             data[name] = _array(data.get(name))
-        data["visual"], data["text"] = Unimodal(**data["visual"]), Unimodal(**data["text"])
+        data["visual"], data["text"] = Unimodal.from_dict(data["visual"]), Unimodal.from_dict(data["text"])
         data["usage"] = Usage(**data.get("usage", {}))
         data["target"] = Target(**data["target"])
         data["grid"] = tuple(data["grid"])

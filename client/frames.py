@@ -38,9 +38,13 @@ def explanation_frame(exp: "Explanation") -> "pandas.DataFrame":
 
 
 def faithfulness_frame(report: "FaithfulnessReport") -> "pandas.DataFrame":
-    """The faithfulness curves, one row per α: alpha, insertion, deletion, and macro_game when it was computed."""
+    """The faithfulness curves, one row per α: alpha, insertion, deletion, macro_game when it was computed, and
+    the unimodal curves (visual_insertion, ..., text_deletion) when the report has them."""
     pd = _pandas()
     columns = {"alpha": report.alphas, "insertion": report.curve_ins, "deletion": report.curve_del}
     if report.macro_per_step is not None:
         columns["macro_game"] = report.macro_per_step
+    for name, modality in (("visual", report.visual), ("text", report.text)):
+        if modality.curve_ins:
+            columns[f"{name}_insertion"], columns[f"{name}_deletion"] = modality.curve_ins, modality.curve_del
     return pd.DataFrame(columns)

@@ -154,9 +154,11 @@ def heatmap_thumbnail(exp: "Explanation", size: float = 2.6) -> Figure:
 
 def plot_faithfulness(report: "FaithfulnessReport") -> Figure:
     """The cross-modal interaction of the top-α patches and tokens, inserted (I) and deleted (D), over α, the
-    macro-game SII reference when it was computed, and the unimodal metrics beneath."""
-    fig = new_figure(6.6, 4.6)
-    ax = fig.add_subplot()
+    macro-game SII reference when it was computed, and the unimodal metrics beneath; beside it the unimodal
+    insertion and deletion curves when the report has them."""
+    unimodal = bool(report.visual.curve_ins)
+    fig = new_figure(12.0 if unimodal else 6.6, 4.6)
+    ax = fig.add_subplot(1, 2 if unimodal else 1, 1)
     ax.plot(report.alphas, report.curve_ins, marker="o", label=f"insertion I(α)   F_ins {report.f_ins:.3f}")
     ax.plot(report.alphas, report.curve_del, marker="s", label=f"deletion D(α)   F_del {report.f_del:.3f}")
     if report.macro_per_step is not None:
@@ -172,6 +174,21 @@ def plot_faithfulness(report: "FaithfulnessReport") -> Figure:
     asked = "" if p.text is None else f"\n{_short(p.text)!r}{answer}"
     ax.set_title(f"F_syn {report.f_syn:.3f} of {scored} on target {report.target.name}{asked}", fontsize=10)
     v, t = report.visual, report.text
+    if unimodal:
+        _unimodal_curves(fig.add_subplot(1, 2, 2), report)
     fig.supxlabel(f"unimodal: visual insertion {v.insertion:.3f}, deletion {v.deletion:.3f}, SRG {v.srg:+.3f}; "
                   f"text insertion {t.insertion:.3f}, deletion {t.deletion:.3f}, SRG {t.srg:+.3f}", fontsize=8)
     return fig
+
+
+def _unimodal_curves(ax, report: "FaithfulnessReport") -> None:
+    """The classic one-modality curves F_syn replaces: top patches (visual) or tokens (text) inserted or deleted."""
+    for name, modality, colour in (("visual", report.visual, "tab:green"), ("text", report.text, "tab:purple")):
+        ax.plot(report.alphas, modality.curve_ins, color=colour, marker="o",
+                label=f"{name} insertion   area {modality.insertion:.3f}")
+        ax.plot(report.alphas, modality.curve_del, color=colour, marker="s", linestyle="--",
+                label=f"{name} deletion   area {modality.deletion:.3f}")
+    ax.set_xlabel("α: share of one modality's top-scored players inserted or deleted")
+    ax.set_ylabel("normalised score (clipped to [0, 1])")
+    ax.set_title("unimodal curves", fontsize=10)
+    ax.legend(fontsize=8)

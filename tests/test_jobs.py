@@ -91,3 +91,21 @@ def test_given_scores_of_the_wrong_length_are_refused_before_scoring(counted):
     with pytest.raises(grpc.RpcError) as err:
         faithfulness(stub, patch_scores=[1.0] * 9, token_scores=[1.0] * 5)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and backend.rows == []
+
+
+def test_the_unimodal_curves_reach_the_sdk_report(counted):
+    from multishap.client import FaithfulnessReport
+
+    _, stub = counted
+    m, n = 9, 6
+    a, b = np.linspace(1, 0, m), np.linspace(0, 1, n)
+    request = explainer_pb2.FaithfulnessRequest(target="syn", instance=instance(text=TEXT), patch_scores=a.tolist(),
+                                                token_scores=b.tolist())
+    report = FaithfulnessReport.from_proto(list(stub.Faithfulness(request, timeout=120))[-1].result, request=request)
+    alone = unimodal_faithfulness(make_game("mlp", m, n, seed=3), m, n, a, b)
+    assert report.visual.curve_ins == tuple(alone.visual.curve_ins.tolist())
+    assert report.text.curve_del == tuple(alone.text.curve_del.tolist()) and len(report.text.curve_del) == 11
+    assert FaithfulnessReport.from_json(report.to_json()).visual == report.visual
+    assert {"visual_insertion", "text_deletion"} <= set(report.to_dataframe().columns)
+    fig = report.plot()
+    assert len(fig.axes) == 2 and len(fig.axes[1].get_legend().get_texts()) == 4

@@ -92,8 +92,9 @@ def explanation_to_proto(estimate: InteractionEstimate, metrics: InstanceMetrics
 
 
 def unimodal_to_proto(curves: UnimodalCurves) -> explainer_pb2.UnimodalResult:
-    """One modality's insertion, deletion and SRG as their message."""
-    return explainer_pb2.UnimodalResult(insertion=curves.insertion, deletion=curves.deletion, srg=curves.srg)
+    """One modality's insertion, deletion and SRG, and their curves, as their message."""
+    return explainer_pb2.UnimodalResult(insertion=curves.insertion, deletion=curves.deletion, srg=curves.srg,
+                                        curve_ins=curves.curve_ins.tolist(), curve_del=curves.curve_del.tolist())
 
 
 def faithfulness_to_proto(synergy: SynergisticFaithfulness, unimodal: UnimodalFaithfulness,

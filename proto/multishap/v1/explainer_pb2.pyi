@@ -154,14 +154,18 @@ class FaithfulnessRequest(_message.Message):
     def __init__(self, target: _Optional[str] = ..., instance: _Optional[_Union[_common_pb2.Instance, _Mapping]] = ..., patch_scores: _Optional[_Iterable[float]] = ..., token_scores: _Optional[_Iterable[float]] = ..., explainer: _Optional[str] = ..., steps: _Optional[int] = ..., eps: _Optional[float] = ..., macro_game: _Optional[bool] = ..., chunks: _Optional[int] = ..., seed: _Optional[int] = ..., budget: _Optional[int] = ...) -> None: ...
 
 class UnimodalResult(_message.Message):
-    __slots__ = ("insertion", "deletion", "srg")
+    __slots__ = ("insertion", "deletion", "srg", "curve_ins", "curve_del")
     INSERTION_FIELD_NUMBER: _ClassVar[int]
     DELETION_FIELD_NUMBER: _ClassVar[int]
     SRG_FIELD_NUMBER: _ClassVar[int]
+    CURVE_INS_FIELD_NUMBER: _ClassVar[int]
+    CURVE_DEL_FIELD_NUMBER: _ClassVar[int]
     insertion: float
     deletion: float
     srg: float
-    def __init__(self, insertion: _Optional[float] = ..., deletion: _Optional[float] = ..., srg: _Optional[float] = ...) -> None: ...
+    curve_ins: _containers.RepeatedScalarFieldContainer[float]
+    curve_del: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, insertion: _Optional[float] = ..., deletion: _Optional[float] = ..., srg: _Optional[float] = ..., curve_ins: _Optional[_Iterable[float]] = ..., curve_del: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class FaithfulnessResult(_message.Message):
     __slots__ = ("f_syn", "f_ins", "f_del", "f_syn_unclipped", "f_syn_raw", "alphas", "curve_ins", "curve_del", "visual", "text", "macro_per_step", "macro_auc", "evaluations", "patch_scores", "token_scores", "tokens", "seconds", "target", "usage")
