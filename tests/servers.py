@@ -29,6 +29,22 @@ class SlowBackend(SyntheticBackend):
         return super().forward(instance, masks)
 
 
+class RecordingBackend(SyntheticBackend):
+    """The synthetic game, keeping every decoded instance it prepares (what the explainer forwarded)."""
+
+    def __init__(self) -> None:
+        self.seen = []
+
+    def prepare(self, instance):
+        self.seen.append(instance)
+        return super().prepare(instance)
+
+    @property
+    def masking(self) -> list:
+        """The masking options of the instances seen, in order."""
+        return [instance.masking for instance in self.seen]
+
+
 class NaNBackend(SyntheticBackend):
     """Returns NaN for every tenth coalition."""
 

@@ -12,7 +12,7 @@ from multishap.adapters.synthetic.backend import SyntheticBackend
 from multishap.client import Explanation, FaithfulnessReport
 from multishap.client.cli import main as cli
 from multishap.v1 import common_pb2
-from servers import TEXT, adapters, explainer
+from servers import RecordingBackend, TEXT, adapters, explainer
 
 PARAMS = ["--param", "family=mixed", "--param", "seed=1"]
 
@@ -52,22 +52,11 @@ def test_faithfulness_writes_its_report_as_json_and_its_curves_as_an_image(addre
         assert curves.format == "PNG" and curves.width > 200
 
 
-class Recording(SyntheticBackend):
-    """The synthetic game, keeping the masking options of every instance it prepares."""
-
-    def __init__(self) -> None:
-        self.masking = []
-
-    def prepare(self, instance):
-        self.masking.append(instance.masking)
-        return super().prepare(instance)
-
-
 @pytest.mark.parametrize("command", ["faithfulness", "explain"])
 def test_the_masking_options_reach_the_adapter_from_the_cli(command, tmp_path, capsys):
     image = tmp_path / "photo.png"
     image.write_bytes(png())
-    backend = Recording()
+    backend = RecordingBackend()
     with adapters(backend) as [a], explainer({"syn": [a.address]}) as (e, _, _):
         out = tmp_path / ("r.json" if command == "faithfulness" else "o")
         assert cli([command, "--address", e.address, "--target", "syn", "--image", str(image), "--text", TEXT,

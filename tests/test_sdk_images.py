@@ -9,28 +9,16 @@ import pytest
 from PIL import Image
 
 from multishap.adapters.instances import content_key
-from multishap.adapters.synthetic.backend import SyntheticBackend
 from multishap.client import ExplainerClient
 from multishap.v1 import common_pb2
-from servers import TEXT, adapters, explainer, free_port
+from servers import RecordingBackend, TEXT, adapters, explainer, free_port
 
 PARAMS = {"family": "mixed", "seed": "1"}
 
 
-class Recording(SyntheticBackend):
-    """The synthetic game, keeping every instance the explainer forwards to it."""
-
-    def __init__(self) -> None:
-        self.seen = []
-
-    def prepare(self, instance):
-        self.seen.append(instance)
-        return super().prepare(instance)
-
-
 @pytest.fixture()
 def service():
-    backend = Recording()
+    backend = RecordingBackend()
     with adapters(backend) as (a,), explainer({"syn": [a.address]}) as (e, _, _):
         with ExplainerClient(e.address, timeout=60) as client:
             yield backend, client

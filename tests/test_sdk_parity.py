@@ -9,30 +9,18 @@ import numpy as np
 import pytest
 
 from images import png
-from multishap.adapters.synthetic.backend import SyntheticBackend
 from multishap.client import AsyncExplainerClient, ExplainerClient
 from multishap.service.rpc.config import Limits
 from multishap.v1 import common_pb2
-from servers import TEXT, adapters, explainer
+from servers import RecordingBackend, TEXT, adapters, explainer
 
 PARAMS = {"family": "mixed", "seed": "1"}
 CALL = {"target": "syn", "grid": (2, 2), "parameters": PARAMS, "budget": 300}
 
 
-class Recording(SyntheticBackend):
-    """The synthetic game, keeping the masking options of every instance the explainer forwards to it."""
-
-    def __init__(self) -> None:
-        self.masking = []
-
-    def prepare(self, instance):
-        self.masking.append(instance.masking)
-        return super().prepare(instance)
-
-
 @pytest.fixture()
 def service():
-    backend = Recording()
+    backend = RecordingBackend()
     with adapters(backend) as (a,), explainer({"syn": [a.address]}, Limits(max_concurrent_explanations=8)) as (e, _, _):
         yield backend, e.address
 
