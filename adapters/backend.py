@@ -89,6 +89,18 @@ class ScoringBackend(ABC):
         """What one explanation may spend, as this backend enforces it (no caps by default), for Describe."""
         return common_pb2.SpendingCaps()
 
+    def costs(self) -> common_pb2.Costs:
+        """What scoring costs here, for Describe: one unit per coalition unless the backend says otherwise."""
+        return common_pb2.Costs(unit="coalitions", coalition=1.0)
+
+    def preferred_batch(self) -> int:
+        """Coalitions per Score call this backend works best with (0: no preference), for Describe."""
+        return 0
+
+    def preferred_timeout(self) -> float:
+        """Seconds a Score call of ``preferred_batch`` coalitions should be given (0: no preference)."""
+        return 0.0
+
     @abstractmethod
     def prepare(self, instance: DecodedInstance) -> PreparedInstance:
         """Tokenise and set up the instance; raise InvalidArgument for what cannot be scored."""
@@ -96,6 +108,12 @@ class ScoringBackend(ABC):
     @abstractmethod
     def score(self, instance: PreparedInstance, masks: np.ndarray, call: ScoreCall) -> ScoreResult:
         """Answer one Score request: one value per row of the (B, m + n) bool mask array, and its cost."""
+
+    def score_product(self, instance: PreparedInstance, image_masks: np.ndarray, text_masks: np.ndarray,
+                      call: ScoreCall) -> ScoreResult:
+        """Answer one ScoreProduct request: values of every (image mask, text mask) pair, image-major,
+        flattened to (A * B,). By default the A * B coalitions are scored one by one through ``score``."""
+        return self.score(instance, product_masks(image_masks, text_masks), call)
 
     def close(self) -> None:
         """Finish work in flight and release resources (nothing by default)."""
@@ -108,7 +126,24 @@ class ModelBackend(ScoringBackend):
     def forward(self, instance: PreparedInstance, masks: np.ndarray) -> np.ndarray:
         """The model's values for the (B, m + n) bool mask array: one float per row."""
 
+    def forward_product(self, instance: PreparedInstance, image_masks: np.ndarray, text_masks: np.ndarray) -> np.ndarray:
+        """The model's (A, B) values of every image mask with every text mask (by default through ``forward``)."""
+        return self.forward(instance, product_masks(image_masks, text_masks)).reshape(len(image_masks), len(text_masks))
+
     def score(self, instance: PreparedInstance, masks: np.ndarray, call: ScoreCall) -> ScoreResult:
         if call.dry_run:
             return ScoreResult(np.zeros(len(masks)))
         return ScoreResult(self.forward(instance, masks))
+
+    def score_product(self, instance: PreparedInstance, image_masks: np.ndarray, text_masks: np.ndarray,
+                      call: ScoreCall) -> ScoreResult:
+        if call.dry_run:
+            return ScoreResult(np.zeros(len(image_masks) * len(text_masks)))
+        return ScoreResult(self.forward_product(instance, image_masks, text_masks).ravel())
+
+
+def product_masks(image_masks: np.ndarray, text_masks: np.ndarray) -> np.ndarray:
+    """The (A * B, m + n) coalitions of a product design, image-major: row a * B + b is image mask a
+    with text mask b."""
+    a, b = len(image_masks), len(text_masks)
+    return np.concatenate([np.repeat(image_masks, b, axis=0), np.tile(text_masks, (a, 1))], axis=1)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19multishap/v1/common.proto\x12\x0cmultishap.v1\"\"\n\x04Grid\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\"m\n\x0eMaskingOptions\x12\x33\n\x0eimage_baseline\x18\x01 \x01(\x0e\x32\x1b.multishap.v1.ImageBaseline\x12\x13\n\x0b\x62lur_radius\x18\x02 \x01(\x01\x12\x11\n\ttext_mask\x18\x03 \x01(\t\"\xf7\x01\n\x08Instance\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12 \n\x04grid\x18\x04 \x01(\x0b\x32\x12.multishap.v1.Grid\x12-\n\x07masking\x18\x05 \x01(\x0b\x32\x1c.multishap.v1.MaskingOptions\x12:\n\nparameters\x18\x06 \x03(\x0b\x32&.multishap.v1.Instance.ParametersEntry\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\x06Matrix\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\x12\x0e\n\x06values\x18\x03 \x03(\x01\"\x8f\x01\n\x05Usage\x12\x10\n\x08requests\x18\x01 \x01(\x04\x12\x12\n\ncache_hits\x18\x02 \x01(\x04\x12\x15\n\rprompt_tokens\x18\x03 \x01(\x04\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\x04\x12\x0c\n\x04\x63ost\x18\x05 \x01(\x01\x12\x0f\n\x07retries\x18\x06 \x01(\x04\x12\x0f\n\x07\x62ounded\x18\x07 \x01(\x04\"^\n\x0cSpendingCaps\x12\x19\n\x0cmax_requests\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x15\n\x08max_cost\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x0f\n\r_max_requestsB\x0b\n\t_max_cost*z\n\rImageBaseline\x12\x1e\n\x1aIMAGE_BASELINE_UNSPECIFIED\x10\x00\x12\x17\n\x13IMAGE_BASELINE_ZERO\x10\x01\x12\x17\n\x13IMAGE_BASELINE_MEAN\x10\x02\x12\x17\n\x13IMAGE_BASELINE_BLUR\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19multishap/v1/common.proto\x12\x0cmultishap.v1\"\"\n\x04Grid\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\"m\n\x0eMaskingOptions\x12\x33\n\x0eimage_baseline\x18\x01 \x01(\x0e\x32\x1b.multishap.v1.ImageBaseline\x12\x13\n\x0b\x62lur_radius\x18\x02 \x01(\x01\x12\x11\n\ttext_mask\x18\x03 \x01(\t\"\xf7\x01\n\x08Instance\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06target\x18\x03 \x01(\t\x12 \n\x04grid\x18\x04 \x01(\x0b\x32\x12.multishap.v1.Grid\x12-\n\x07masking\x18\x05 \x01(\x0b\x32\x1c.multishap.v1.MaskingOptions\x12:\n\nparameters\x18\x06 \x03(\x0b\x32&.multishap.v1.Instance.ParametersEntry\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\x06Matrix\x12\x0c\n\x04rows\x18\x01 \x01(\r\x12\x0c\n\x04\x63ols\x18\x02 \x01(\r\x12\x0e\n\x06values\x18\x03 \x03(\x01\"\xbc\x01\n\x05Usage\x12\x10\n\x08requests\x18\x01 \x01(\x04\x12\x12\n\ncache_hits\x18\x02 \x01(\x04\x12\x15\n\rprompt_tokens\x18\x03 \x01(\x04\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\x04\x12\x0c\n\x04\x63ost\x18\x05 \x01(\x01\x12\x0f\n\x07retries\x18\x06 \x01(\x04\x12\x0f\n\x07\x62ounded\x18\x07 \x01(\x04\x12\x15\n\rimage_encodes\x18\x08 \x01(\x04\x12\x14\n\x0ctext_encodes\x18\t \x01(\x04\"^\n\x0cSpendingCaps\x12\x19\n\x0cmax_requests\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12\x15\n\x08max_cost\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x0f\n\r_max_requestsB\x0b\n\t_max_cost*z\n\rImageBaseline\x12\x1e\n\x1aIMAGE_BASELINE_UNSPECIFIED\x10\x00\x12\x17\n\x13IMAGE_BASELINE_ZERO\x10\x01\x12\x17\n\x13IMAGE_BASELINE_MEAN\x10\x02\x12\x17\n\x13IMAGE_BASELINE_BLUR\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INSTANCE_PARAMETERSENTRY']._loaded_options = None
   _globals['_INSTANCE_PARAMETERSENTRY']._serialized_options = b'8\001'
-  _globals['_IMAGEBASELINE']._serialized_start=736
-  _globals['_IMAGEBASELINE']._serialized_end=858
+  _globals['_IMAGEBASELINE']._serialized_start=781
+  _globals['_IMAGEBASELINE']._serialized_end=903
   _globals['_GRID']._serialized_start=43
   _globals['_GRID']._serialized_end=77
   _globals['_MASKINGOPTIONS']._serialized_start=79
@@ -46,7 +46,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MATRIX']._serialized_start=440
   _globals['_MATRIX']._serialized_end=492
   _globals['_USAGE']._serialized_start=495
-  _globals['_USAGE']._serialized_end=638
-  _globals['_SPENDINGCAPS']._serialized_start=640
-  _globals['_SPENDINGCAPS']._serialized_end=734
+  _globals['_USAGE']._serialized_end=683
+  _globals['_SPENDINGCAPS']._serialized_start=685
+  _globals['_SPENDINGCAPS']._serialized_end=779
 # @@protoc_insertion_point(module_scope)

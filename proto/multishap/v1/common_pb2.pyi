@@ -70,7 +70,7 @@ class Matrix(_message.Message):
     def __init__(self, rows: _Optional[int] = ..., cols: _Optional[int] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Usage(_message.Message):
-    __slots__ = ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "cost", "retries", "bounded")
+    __slots__ = ("requests", "cache_hits", "prompt_tokens", "completion_tokens", "cost", "retries", "bounded", "image_encodes", "text_encodes")
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
     CACHE_HITS_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,8 @@ class Usage(_message.Message):
     COST_FIELD_NUMBER: _ClassVar[int]
     RETRIES_FIELD_NUMBER: _ClassVar[int]
     BOUNDED_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ENCODES_FIELD_NUMBER: _ClassVar[int]
+    TEXT_ENCODES_FIELD_NUMBER: _ClassVar[int]
     requests: int
     cache_hits: int
     prompt_tokens: int
@@ -85,7 +87,9 @@ class Usage(_message.Message):
     cost: float
     retries: int
     bounded: int
-    def __init__(self, requests: _Optional[int] = ..., cache_hits: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost: _Optional[float] = ..., retries: _Optional[int] = ..., bounded: _Optional[int] = ...) -> None: ...
+    image_encodes: int
+    text_encodes: int
+    def __init__(self, requests: _Optional[int] = ..., cache_hits: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost: _Optional[float] = ..., retries: _Optional[int] = ..., bounded: _Optional[int] = ..., image_encodes: _Optional[int] = ..., text_encodes: _Optional[int] = ...) -> None: ...
 
 class SpendingCaps(_message.Message):
     __slots__ = ("max_requests", "max_cost")

@@ -1,11 +1,19 @@
 from multishap.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class BudgetUnit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BUDGET_UNIT_COALITIONS: _ClassVar[BudgetUnit]
+    BUDGET_UNIT_COST: _ClassVar[BudgetUnit]
+BUDGET_UNIT_COALITIONS: BudgetUnit
+BUDGET_UNIT_COST: BudgetUnit
 
 class ListTargetsRequest(_message.Message):
     __slots__ = ()
@@ -34,7 +42,7 @@ class ListTargetsResponse(_message.Message):
     def __init__(self, targets: _Optional[_Iterable[_Union[TargetInfo, _Mapping]]] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("target", "instance", "method", "budget", "seed", "index", "dry_run")
+    __slots__ = ("target", "instance", "method", "budget", "seed", "index", "dry_run", "target_stderr", "budget_unit")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +50,8 @@ class ExplainRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    TARGET_STDERR_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_UNIT_FIELD_NUMBER: _ClassVar[int]
     target: str
     instance: _common_pb2.Instance
     method: str
@@ -49,19 +59,27 @@ class ExplainRequest(_message.Message):
     seed: int
     index: str
     dry_run: bool
-    def __init__(self, target: _Optional[str] = ..., instance: _Optional[_Union[_common_pb2.Instance, _Mapping]] = ..., method: _Optional[str] = ..., budget: _Optional[int] = ..., seed: _Optional[int] = ..., index: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    target_stderr: float
+    budget_unit: BudgetUnit
+    def __init__(self, target: _Optional[str] = ..., instance: _Optional[_Union[_common_pb2.Instance, _Mapping]] = ..., method: _Optional[str] = ..., budget: _Optional[int] = ..., seed: _Optional[int] = ..., index: _Optional[str] = ..., dry_run: _Optional[bool] = ..., target_stderr: _Optional[float] = ..., budget_unit: _Optional[_Union[BudgetUnit, str]] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("evaluations", "budget", "elapsed_seconds", "eta_seconds")
+    __slots__ = ("evaluations", "budget", "elapsed_seconds", "eta_seconds", "cost", "cost_unit", "budget_unit")
     EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
     BUDGET_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    COST_UNIT_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_UNIT_FIELD_NUMBER: _ClassVar[int]
     evaluations: int
     budget: int
     elapsed_seconds: float
     eta_seconds: float
-    def __init__(self, evaluations: _Optional[int] = ..., budget: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., eta_seconds: _Optional[float] = ...) -> None: ...
+    cost: float
+    cost_unit: str
+    budget_unit: BudgetUnit
+    def __init__(self, evaluations: _Optional[int] = ..., budget: _Optional[int] = ..., elapsed_seconds: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., cost: _Optional[float] = ..., cost_unit: _Optional[str] = ..., budget_unit: _Optional[_Union[BudgetUnit, str]] = ...) -> None: ...
 
 class InstanceMetrics(_message.Message):
     __slots__ = ("total", "synergy", "suppression", "synergy_ratio")
@@ -76,7 +94,7 @@ class InstanceMetrics(_message.Message):
     def __init__(self, total: _Optional[float] = ..., synergy: _Optional[float] = ..., suppression: _Optional[float] = ..., synergy_ratio: _Optional[float] = ...) -> None: ...
 
 class Explanation(_message.Message):
-    __slots__ = ("phi", "stderr", "tokens", "grid", "metrics", "shapley", "v_full", "v_empty", "v_image_only", "v_text_only", "modality_interaction", "evaluations", "seconds", "seed", "method", "index", "budget", "target", "usage", "dry_run")
+    __slots__ = ("phi", "stderr", "tokens", "grid", "metrics", "shapley", "v_full", "v_empty", "v_image_only", "v_text_only", "modality_interaction", "evaluations", "seconds", "seed", "method", "index", "budget", "target", "usage", "dry_run", "cost", "cost_unit", "budget_unit", "target_stderr", "target_stderr_reached")
     PHI_FIELD_NUMBER: _ClassVar[int]
     STDERR_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +115,11 @@ class Explanation(_message.Message):
     TARGET_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    COST_UNIT_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_UNIT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_STDERR_FIELD_NUMBER: _ClassVar[int]
+    TARGET_STDERR_REACHED_FIELD_NUMBER: _ClassVar[int]
     phi: _common_pb2.Matrix
     stderr: _common_pb2.Matrix
     tokens: _containers.RepeatedScalarFieldContainer[str]
@@ -117,7 +140,12 @@ class Explanation(_message.Message):
     target: TargetInfo
     usage: _common_pb2.Usage
     dry_run: bool
-    def __init__(self, phi: _Optional[_Union[_common_pb2.Matrix, _Mapping]] = ..., stderr: _Optional[_Union[_common_pb2.Matrix, _Mapping]] = ..., tokens: _Optional[_Iterable[str]] = ..., grid: _Optional[_Union[_common_pb2.Grid, _Mapping]] = ..., metrics: _Optional[_Union[InstanceMetrics, _Mapping]] = ..., shapley: _Optional[_Iterable[float]] = ..., v_full: _Optional[float] = ..., v_empty: _Optional[float] = ..., v_image_only: _Optional[float] = ..., v_text_only: _Optional[float] = ..., modality_interaction: _Optional[float] = ..., evaluations: _Optional[int] = ..., seconds: _Optional[float] = ..., seed: _Optional[int] = ..., method: _Optional[str] = ..., index: _Optional[str] = ..., budget: _Optional[int] = ..., target: _Optional[_Union[TargetInfo, _Mapping]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    cost: float
+    cost_unit: str
+    budget_unit: BudgetUnit
+    target_stderr: float
+    target_stderr_reached: bool
+    def __init__(self, phi: _Optional[_Union[_common_pb2.Matrix, _Mapping]] = ..., stderr: _Optional[_Union[_common_pb2.Matrix, _Mapping]] = ..., tokens: _Optional[_Iterable[str]] = ..., grid: _Optional[_Union[_common_pb2.Grid, _Mapping]] = ..., metrics: _Optional[_Union[InstanceMetrics, _Mapping]] = ..., shapley: _Optional[_Iterable[float]] = ..., v_full: _Optional[float] = ..., v_empty: _Optional[float] = ..., v_image_only: _Optional[float] = ..., v_text_only: _Optional[float] = ..., modality_interaction: _Optional[float] = ..., evaluations: _Optional[int] = ..., seconds: _Optional[float] = ..., seed: _Optional[int] = ..., method: _Optional[str] = ..., index: _Optional[str] = ..., budget: _Optional[int] = ..., target: _Optional[_Union[TargetInfo, _Mapping]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., dry_run: _Optional[bool] = ..., cost: _Optional[float] = ..., cost_unit: _Optional[str] = ..., budget_unit: _Optional[_Union[BudgetUnit, str]] = ..., target_stderr: _Optional[float] = ..., target_stderr_reached: _Optional[bool] = ...) -> None: ...
 
 class ExplainEvent(_message.Message):
     __slots__ = ("progress", "explanation")

@@ -44,6 +44,11 @@ class ScorerStub:
                 request_serializer=multishap_dot_v1_dot_scorer__pb2.ScoreRequest.SerializeToString,
                 response_deserializer=multishap_dot_v1_dot_scorer__pb2.ScoreResponse.FromString,
                 _registered_method=True)
+        self.ScoreProduct = channel.unary_unary(
+                '/multishap.v1.Scorer/ScoreProduct',
+                request_serializer=multishap_dot_v1_dot_scorer__pb2.ScoreProductRequest.SerializeToString,
+                response_deserializer=multishap_dot_v1_dot_scorer__pb2.ScoreResponse.FromString,
+                _registered_method=True)
 
 
 class ScorerServicer:
@@ -64,6 +69,17 @@ class ScorerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScoreProduct(self, request, context):
+        """One float64 per (image mask, text mask) pair of a product design: every image mask
+        with every text mask, answered as an image-major matrix. A factorised adapter (a dual
+        encoder) encodes each side once, so A image masks x B text masks cost A image encodes
+        and B text encodes, not A*B coalitions; any other adapter answers it by scoring the
+        A*B coalitions. Stateless and idempotent like Score.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ScorerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +91,11 @@ def add_ScorerServicer_to_server(servicer, server):
             'Score': grpc.unary_unary_rpc_method_handler(
                     servicer.Score,
                     request_deserializer=multishap_dot_v1_dot_scorer__pb2.ScoreRequest.FromString,
+                    response_serializer=multishap_dot_v1_dot_scorer__pb2.ScoreResponse.SerializeToString,
+            ),
+            'ScoreProduct': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScoreProduct,
+                    request_deserializer=multishap_dot_v1_dot_scorer__pb2.ScoreProductRequest.FromString,
                     response_serializer=multishap_dot_v1_dot_scorer__pb2.ScoreResponse.SerializeToString,
             ),
     }
@@ -131,6 +152,33 @@ class Scorer:
             target,
             '/multishap.v1.Scorer/Score',
             multishap_dot_v1_dot_scorer__pb2.ScoreRequest.SerializeToString,
+            multishap_dot_v1_dot_scorer__pb2.ScoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScoreProduct(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/multishap.v1.Scorer/ScoreProduct',
+            multishap_dot_v1_dot_scorer__pb2.ScoreProductRequest.SerializeToString,
             multishap_dot_v1_dot_scorer__pb2.ScoreResponse.FromString,
             options,
             channel_credentials,

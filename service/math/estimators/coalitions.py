@@ -5,6 +5,11 @@ coalitions it needs, the store assigns each distinct coalition one id, counts it
 against the budget, and evaluates them in registration order in batches of at most
 ``max_batch`` rows. Estimators read values only after a flush, and the values of a
 row-deterministic game do not depend on the batching, so neither does the result.
+
+The budget counts distinct coalitions, or - given a :class:`~multishap.service.math.costs.CostModel`
+and the number of patches - cost units: a new coalition costs its own price plus one encode for
+each of its halves (masked image, masked text) not seen before, so a dual encoder's budget is
+counted in encoder passes.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from multishap.service.math.costs import CostModel
 from multishap.service.math.interrupt import checkpoint
 from multishap.service import defaults
 from multishap.service.math.validation import ArgumentError
@@ -35,6 +41,8 @@ class CoalitionStore:
         budget: int,
         max_batch: int = defaults.MAX_BATCH,
         progress: Optional[ProgressCallback] = None,
+        costs: Optional[CostModel] = None,
+        num_patches: int = 0,
     ) -> None:
         self._value_fn = value_fn
         self.n_players = n_players
@@ -45,6 +53,10 @@ class CoalitionStore:
         self._masks: list[np.ndarray] = []
         self._values = np.empty(0, dtype=np.float64)
         self._evaluated = 0
+        self.costs = costs
+        self._m = num_patches
+        self._halves: tuple[set[bytes], set[bytes]] = (set(), set())
+        self.spent = 0.0
 
     @property
     def size(self) -> int:
@@ -52,18 +64,30 @@ class CoalitionStore:
         return len(self._ids)
 
     @property
-    def remaining(self) -> int:
-        """How many more distinct coalitions the budget allows."""
-        return self.budget - len(self._ids)
+    def remaining(self) -> float:
+        """How much more the budget allows: distinct coalitions, or cost units with a cost model."""
+        return self.budget - (self.spent if self.costs is not None else len(self._ids))
 
     def _keys(self, masks: np.ndarray) -> list[bytes]:
         packed = np.packbits(masks, axis=1)
         return [row.tobytes() for row in packed]
 
-    def count_new(self, masks: np.ndarray) -> int:
-        """Number of distinct coalitions in ``masks`` that are not registered yet."""
+    def _new_halves(self, masks: np.ndarray) -> tuple[set[bytes], set[bytes]]:
+        images = {r.tobytes() for r in np.packbits(masks[:, : self._m], axis=1)} - self._halves[0]
+        texts = {r.tobytes() for r in np.packbits(masks[:, self._m :], axis=1)} - self._halves[1]
+        return images, texts
+
+    def _cost(self, masks: np.ndarray, new: int) -> float:
+        if self.costs is None:
+            return float(new)
+        images, texts = self._new_halves(masks)
+        return self.costs.of(new, len(images), len(texts))
+
+    def count_new(self, masks: np.ndarray) -> float:
+        """What registering ``masks`` would cost: new distinct coalitions, or cost units with a cost model."""
         keys = self._keys(masks)
-        return len({k for k in keys if k not in self._ids})
+        fresh = [i for i, k in enumerate(keys) if k not in self._ids]
+        return self._cost(masks[fresh], len({keys[i] for i in fresh}))
 
     def register(self, masks: np.ndarray) -> np.ndarray:
         """Register coalitions (rows of a bool array) and return their ids.
@@ -75,9 +99,16 @@ class CoalitionStore:
         masks = np.ascontiguousarray(masks, dtype=bool)
         keys = self._keys(masks)
         new = [k for k in dict.fromkeys(keys) if k not in self._ids]
-        if len(new) > self.remaining:
-            raise BudgetExhausted
         rows_by_key = {k: i for i, k in enumerate(keys)}
+        new_rows = masks[[rows_by_key[k] for k in new]] if new else masks[:0]
+        cost = self._cost(new_rows, len(new))
+        if cost > self.remaining + 1e-9:
+            raise BudgetExhausted
+        if self.costs is not None and len(new):
+            images, texts = self._new_halves(new_rows)
+            self._halves[0].update(images)
+            self._halves[1].update(texts)
+        self.spent += cost
         for k in new:
             self._ids[k] = len(self._masks)
             self._masks.append(masks[rows_by_key[k]])
