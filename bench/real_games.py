@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import io
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from multishap.service.math.games import TabulatedGame
 
 DATA = Path(__file__).with_name("data")
 GRID = (3, 4)
@@ -27,65 +28,6 @@ SCENES = {
     "coffee": "a cup of hot coffee on a saucer with a spoon",
     "rocket": "a white rocket standing on the launch pad at dawn",
 }
-
-
-@dataclass(frozen=True)
-class TabulatedGame:
-    """v(S) = <image_emb[S ∩ patches], text_emb[S ∩ tokens]>: the dual encoder's cosine, from tables.
-
-    Masks index the tables by their bits (player k present adds 2^k), so rows are looked up,
-    never encoded. ``product(images, texts)`` is the (A, B) matrix of a product design.
-    """
-
-    name: str
-    m: int
-    n: int
-    image_emb: np.ndarray  # (2^m, d)
-    text_emb: np.ndarray   # (2^n, d)
-
-    def _index(self, masks: np.ndarray) -> np.ndarray:
-        return np.asarray(masks, dtype=np.int64) @ (1 << np.arange(masks.shape[1], dtype=np.int64))
-
-    def __call__(self, masks: np.ndarray) -> np.ndarray:
-        masks = np.asarray(masks, dtype=bool)
-        a = self.image_emb[self._index(masks[:, : self.m])]
-        b = self.text_emb[self._index(masks[:, self.m :])]
-        return np.einsum("bd,bd->b", a, b)
-
-    def product(self, image_masks: np.ndarray, text_masks: np.ndarray) -> np.ndarray:
-        """v for every (image mask, text mask) pair: rows are image masks."""
-        return self.image_emb[self._index(image_masks)] @ self.text_emb[self._index(text_masks)].T
-
-    def table(self) -> np.ndarray:
-        """v over every coalition: (2^m, 2^n), row = image bits, column = text bits."""
-        return self.image_emb @ self.text_emb.T
-
-    def interactions(self, index: str = "SII") -> np.ndarray:
-        """Exact cross-modal Φ from the full table (every coalition weighted by its size)."""
-        return exact_from_table(self.table(), self.m, self.n, index)
-
-
-def exact_from_table(table: np.ndarray, m: int, n: int, index: str = "SII") -> np.ndarray:
-    """Φ_ij = Σ_{A ⊆ P∖i, B ⊆ T∖j} w(|A| + |B|) Δ_ij(A, B) over a (2^m, 2^n) value table."""
-    from math import factorial
-
-    big_n = m + n
-    if index == "SII":
-        w = np.array([factorial(s) * factorial(big_n - s - 2) / factorial(big_n - 1) for s in range(big_n - 1)])
-    else:
-        w = np.full(big_n - 1, 2.0 ** -(big_n - 2))
-    size_a = np.array([bin(k).count("1") for k in range(1 << m)])
-    size_b = np.array([bin(k).count("1") for k in range(1 << n)])
-    phi = np.zeros((m, n))
-    for i in range(m):
-        without_i = np.flatnonzero(((np.arange(1 << m) >> i) & 1) == 0)
-        d_a = table[without_i | (1 << i)] - table[without_i]       # (2^(m-1), 2^n)
-        for j in range(n):
-            without_j = np.flatnonzero(((np.arange(1 << n) >> j) & 1) == 0)
-            delta = d_a[:, without_j | (1 << j)] - d_a[:, without_j]
-            weights = w[size_a[without_i][:, None] + size_b[without_j][None, :]]
-            phi[i, j] = float((weights * delta).sum())
-    return phi
 
 
 def _table_path(name: str) -> Path:

@@ -85,3 +85,16 @@ def test_exact_reports_anchors_and_efficient_shapley():
 def test_twenty_players_enumerate_quickly():
     game = make_game("unanimity-low", 14, 6, seed=0)
     np.testing.assert_allclose(exact_interactions(game, 14, 6), game.interactions("SII"), atol=1e-10)
+
+
+def test_tabulated_dual_encoder_game_matches_enumeration():
+    """The real-model benchmark games' closed form (from their embedding tables) equals enumeration."""
+    from multishap.service.math.games import TabulatedGame
+
+    rng = np.random.default_rng(3)
+    game = TabulatedGame("t", 3, 4, rng.normal(size=(8, 5)), rng.normal(size=(16, 5)))
+    masks = rng.random((20, 7)) < 0.5
+    assert np.allclose(game.product(masks[:5, :3], masks[:4, 3:]).ravel(),
+                       game(np.concatenate([np.repeat(masks[:5, :3], 4, 0), np.tile(masks[:4, 3:], (5, 1))], 1)))
+    for index in ("SII", "BII"):
+        assert np.allclose(game.interactions(index), exact_estimate(game, 3, 4, index).phi, atol=1e-12)

@@ -12,13 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from multishap.service.math.costs import CostModel
 from multishap.service.math.estimators.coalitions import ProgressCallback, ValueFunction
 from multishap.service.math.estimators.result import InteractionEstimate
 
 INDICES = ("SII", "BII")
 
 
-Run = Callable[[ValueFunction, int, int, int, int, str, int, Optional[ProgressCallback]], InteractionEstimate]
+# run(value_fn, m, n, budget, seed, index, max_batch, progress, costs): ``costs`` None counts the
+# budget in distinct coalitions; a CostModel counts it in that model's unit (encoder passes, ...).
+Run = Callable[..., InteractionEstimate]
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Estimator:
     max_players: int = 1000
 
     def estimate(self, value_fn: ValueFunction, m: int, n: int, budget: int, seed: int, index: str,
-                 max_batch: int, progress: Optional[ProgressCallback]) -> InteractionEstimate:
-        """Φ within ``budget`` distinct coalitions; arguments are already checked against this estimator."""
-        return self.run(value_fn, m, n, budget, seed, index, max_batch, progress)
+                 max_batch: int, progress: Optional[ProgressCallback],
+                 costs: Optional[CostModel] = None) -> InteractionEstimate:
+        """Φ within ``budget`` (distinct coalitions, or units of ``costs``); arguments are already checked."""
+        return self.run(value_fn, m, n, budget, seed, index, max_batch, progress, costs)

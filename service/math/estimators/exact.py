@@ -7,6 +7,7 @@ from typing import Optional
 
 import numpy as np
 
+from multishap.service.math.costs import CostModel
 from multishap.service.math.interrupt import checkpoint
 from multishap.service.math.estimators.base import Estimator
 from multishap.service.math.estimators.coalitions import ProgressCallback, ValueFunction, check_values
@@ -105,8 +106,8 @@ def _anchor_codes(m: int, n: int) -> dict[str, int]:
 
 
 def _run(value_fn: ValueFunction, m: int, n: int, budget: int, seed: int, index: str, max_batch: int,
-         progress: Optional[ProgressCallback]) -> InteractionEstimate:
-    """Enumeration as an estimator: it uses the whole budget's worth of coalitions, and records the seed."""
+         progress: Optional[ProgressCallback], costs: Optional[CostModel] = None) -> InteractionEstimate:
+    """Enumeration as an estimator: it scores every coalition whatever the budget's unit, and records the seed."""
     return replace(exact_estimate(value_fn, m, n, index, max_batch, progress), seed=seed, budget=budget)
 
 

@@ -17,6 +17,7 @@ from typing import Optional
 
 import numpy as np
 
+from multishap.service.math.costs import CostModel
 from multishap.service.math.interrupt import checkpoint
 from multishap.service.math.estimators.anchors import anchor_values, register_anchors
 from multishap.service.math.estimators.base import Estimator
@@ -54,10 +55,11 @@ def multishap_estimate(
     index: str = "SII",
     max_batch: int = defaults.MAX_BATCH,
     progress: Optional[ProgressCallback] = None,
+    costs: Optional[CostModel] = None,
 ) -> InteractionEstimate:
     """Estimate the cross-modal SII (or BII) with shared-coalition Algorithm 1."""
     n_players = m + n
-    store = CoalitionStore(value_fn, n_players, budget, max_batch, progress)
+    store = CoalitionStore(value_fn, n_players, budget, max_batch, progress, costs, m)
     anchor_ids = register_anchors(store, m, n)
     rng = np.random.default_rng(seed)
     sizes = np.arange(n_players - 1)
