@@ -16,7 +16,8 @@ from typing import Generic, Mapping, Optional, TypeVar
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from multishap.v1 import common_pb2
+from multishap.service.math.costs import product_rows
+from multishap.v1 import common_pb2, scorer_pb2
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,9 @@ class ScoringBackend(ABC):
         """What one explanation may spend, as this backend enforces it (no caps by default), for Describe."""
         return common_pb2.SpendingCaps()
 
-    def costs(self) -> common_pb2.Costs:
+    def costs(self) -> scorer_pb2.Costs:
         """What scoring costs here, for Describe: one unit per coalition unless the backend says otherwise."""
-        return common_pb2.Costs(unit="coalitions", coalition=1.0)
+        return scorer_pb2.Costs(unit="coalitions", coalition=1.0)
 
     def preferred_batch(self) -> int:
         """Coalitions per Score call this backend works best with (0: no preference), for Describe."""
@@ -113,7 +114,7 @@ class ScoringBackend(ABC):
                       call: ScoreCall) -> ScoreResult:
         """Answer one ScoreProduct request: values of every (image mask, text mask) pair, image-major,
         flattened to (A * B,). By default the A * B coalitions are scored one by one through ``score``."""
-        return self.score(instance, product_masks(image_masks, text_masks), call)
+        return self.score(instance, product_rows(image_masks, text_masks), call)
 
     def close(self) -> None:
         """Finish work in flight and release resources (nothing by default)."""
@@ -128,7 +129,7 @@ class ModelBackend(ScoringBackend):
 
     def forward_product(self, instance: PreparedInstance, image_masks: np.ndarray, text_masks: np.ndarray) -> np.ndarray:
         """The model's (A, B) values of every image mask with every text mask (by default through ``forward``)."""
-        return self.forward(instance, product_masks(image_masks, text_masks)).reshape(len(image_masks), len(text_masks))
+        return self.forward(instance, product_rows(image_masks, text_masks)).reshape(len(image_masks), len(text_masks))
 
     def score(self, instance: PreparedInstance, masks: np.ndarray, call: ScoreCall) -> ScoreResult:
         if call.dry_run:
@@ -141,9 +142,3 @@ class ModelBackend(ScoringBackend):
             return ScoreResult(np.zeros(len(image_masks) * len(text_masks)))
         return ScoreResult(self.forward_product(instance, image_masks, text_masks).ravel())
 
-
-def product_masks(image_masks: np.ndarray, text_masks: np.ndarray) -> np.ndarray:
-    """The (A * B, m + n) coalitions of a product design, image-major: row a * B + b is image mask a
-    with text mask b."""
-    a, b = len(image_masks), len(text_masks)
-    return np.concatenate([np.repeat(image_masks, b, axis=0), np.tile(text_masks, (a, 1))], axis=1)

@@ -2,11 +2,14 @@
 
 An instance's key is the hash of its serialised message, so equal instances share one
 prepared entry across Score requests and the cache is bounded in entries and in bytes.
+The key is also the instance's digest on the wire: a request may name a cached instance by
+it instead of carrying the instance (and its image) again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections import OrderedDict
 from typing import Mapping, Optional
@@ -14,13 +17,16 @@ from typing import Mapping, Optional
 from multishap.adapters.backend import DecodedInstance, PreparedInstance, ScoringBackend
 from multishap.service.math.validation import check_grid
 from multishap.service.rpc.config import Limits
-from multishap.service.rpc.errors import InvalidArgument, shown
+from multishap.service.rpc.errors import InvalidArgument, NotFound, shown
 from multishap.service.rpc.imaging import decode_rgb
 from multishap.service.rpc.request_checks import check_instance_fields, check_players
 from multishap.v1 import common_pb2
 
 DEFAULT_CACHE_ENTRIES = 64
 DEFAULT_CACHE_BYTES = 1 << 30
+# A digest is a content key: a SHA-256 as lowercase hex.
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_SHORT_DIGEST_CHARS = 12
 
 
 def content_key(instance: common_pb2.Instance) -> str:
@@ -80,6 +86,10 @@ class InstanceCache:
             while len(self._items) > self._max_entries or self.bytes > self._max_bytes:
                 self.bytes -= self._items.popitem(last=False)[1][1]
 
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            return key in self._items
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -106,6 +116,30 @@ class PreparedInstances:
         check_players(prepared.num_patches, len(prepared.tokens), self.limits)
         self.cache.put(key, prepared, prepared.decoded.image.nbytes)
         return prepared
+
+    def resolve(self, instance: Optional[common_pb2.Instance], digest: str) -> PreparedInstance:
+        """The prepared instance a request names: its ``instance`` when it carries one (a digest beside
+        it is checked but not needed), else the one cached under ``digest``; NotFound when that is no
+        longer held."""
+        if digest and not _DIGEST.fullmatch(digest):
+            raise InvalidArgument(f"instance_digest must be the 64 lowercase hexadecimal characters an earlier "
+                                  f"ScoreResponse returned; got {shown(digest)}")
+        if instance is not None:
+            return self.get(instance)
+        if not digest:
+            raise InvalidArgument("the request carries neither an instance nor an instance_digest: send the "
+                                  "instance (or the digest an earlier ScoreResponse returned)")
+        hit = self.cache.get(digest)
+        if hit is None:
+            raise NotFound(f"this adapter no longer holds instance {digest[:_SHORT_DIGEST_CHARS]}; "
+                           "send the instance again")
+        return hit
+
+    def digest(self, prepared: PreparedInstance) -> str:
+        """The digest a later request may name ``prepared`` by, or "" when the cache does not hold it
+        (it was larger than the whole cache, or already evicted)."""
+        key = prepared.decoded.key
+        return key if key in self.cache else ""
 
     def _check_parameters(self, parameters: Mapping[str, str]) -> None:
         known = self.backend.parameters

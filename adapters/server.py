@@ -11,7 +11,7 @@ from multishap.service.rpc.runtime import RunningServer, bind_server
 from multishap.v1 import scorer_pb2, scorer_pb2_grpc
 
 from multishap.adapters.backend import ScoringBackend
-from multishap.adapters.instances import DEFAULT_CACHE_BYTES
+from multishap.adapters.instances import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES
 from multishap.adapters.servicer import ScorerServicer
 
 SCORER_SERVICE = scorer_pb2.DESCRIPTOR.services_by_name["Scorer"].full_name
@@ -25,17 +25,19 @@ def serve_adapter(
     max_workers: int = 16,
     limits: Limits = Limits(),
     cache_bytes: int = DEFAULT_CACHE_BYTES,
+    cache_entries: int = DEFAULT_CACHE_ENTRIES,
 ) -> tuple[RunningServer, ScorerServicer]:
     """Start a Scorer server for ``backend``; port 0 picks a free port.
 
     ``backend`` may be a function that builds it (loads a model): the ports are bound
-    first, so a port in use fails at once rather than after the load.
+    first, so a port in use fails at once rather than after the load. ``cache_entries`` and
+    ``cache_bytes`` bound the prepared-instance cache (what instance digests can name).
     """
     registry = CollectorRegistry()
     bound = bind_server(registry, host, port, metrics_port, max_workers, limits.max_message_bytes)
     try:
         built = backend if isinstance(backend, ScoringBackend) else backend()
-        servicer = ScorerServicer(built, registry, limits, cache_bytes=cache_bytes)
+        servicer = ScorerServicer(built, registry, limits, cache_entries=cache_entries, cache_bytes=cache_bytes)
     except BaseException:
         bound.close()
         raise

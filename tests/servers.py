@@ -13,7 +13,7 @@ from multishap.adapters.server import serve_adapter
 from multishap.adapters.synthetic.backend import SyntheticBackend
 from multishap.service.rpc.config import ExplainerConfig, Limits, ServerSettings, TargetConfig
 from multishap.service.explainer import serve_explainer
-from multishap.v1 import common_pb2, explainer_pb2_grpc
+from multishap.v1 import common_pb2, explainer_pb2_grpc, scorer_pb2, scorer_pb2_grpc
 
 TEXT = "a cat lying on a couch"
 
@@ -45,6 +45,33 @@ class RecordingBackend(SyntheticBackend):
         return [instance.masking for instance in self.seen]
 
 
+class PreferringBackend(RecordingBackend):
+    """The synthetic game with its own Describe preferences (batch, timeout, costs), keeping the number of
+    coalitions of every forward pass (one per Score or ScoreProduct request) in ``batches``; each pass takes
+    ``delay`` seconds."""
+
+    def __init__(self, batch: int = 0, timeout: float = 0.0, costs: scorer_pb2.Costs | None = None,
+                 delay: float = 0.0) -> None:
+        super().__init__()
+        self.batch, self.timeout, self.delay = batch, timeout, delay
+        self.own_costs = costs
+        self.batches: list[int] = []
+
+    def preferred_batch(self) -> int:
+        return self.batch
+
+    def preferred_timeout(self) -> float:
+        return self.timeout
+
+    def costs(self) -> scorer_pb2.Costs:
+        return self.own_costs if self.own_costs is not None else super().costs()
+
+    def forward(self, instance, masks):
+        self.batches.append(len(masks))
+        time.sleep(self.delay)
+        return super().forward(instance, masks)
+
+
 class NaNBackend(SyntheticBackend):
     """Returns NaN for every tenth coalition."""
 
@@ -69,6 +96,19 @@ def adapters(*backends):
     finally:
         for r in running:
             r.stop(None)
+
+
+@contextmanager
+def adapter(backend, **options):
+    """One adapter (``serve_adapter`` options: limits, cache_entries, cache_bytes...) and a Scorer stub to it;
+    yields (running server, servicer, stub)."""
+    running, servicer = serve_adapter(backend, **options)
+    channel = grpc.insecure_channel(running.address)
+    try:
+        yield running, servicer, scorer_pb2_grpc.ScorerStub(channel)
+    finally:
+        channel.close()
+        running.stop(None)
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from multishap.adapters.backend import DecodedInstance, PreparedInstance, ScoreCall, ScoreResult, ScoringBackend
 from multishap.service.rpc.errors import InvalidArgument, shown
-from multishap.v1 import common_pb2
+from multishap.v1 import common_pb2, scorer_pb2
 
 from .cache import ScoreCache
 from .endpoint import Endpoint, EndpointConfig, EndpointMetrics, Pending
@@ -100,6 +100,10 @@ class OpenAIBackend(ScoringBackend):
     def spending_caps(self) -> common_pb2.SpendingCaps:
         """--max-requests and --max-cost, so that a dry run can warn when its estimate passes them."""
         return common_pb2.SpendingCaps(max_requests=self.options.max_requests, max_cost=self.options.max_cost)
+
+    def costs(self) -> scorer_pb2.Costs:
+        """One paid chat-completion request per coalition (cache hits are free, but not known in advance)."""
+        return scorer_pb2.Costs(unit="requests", coalition=1.0)
 
     def close(self) -> None:
         self.endpoint.close()

@@ -3,20 +3,24 @@
 A target is a set of replicas of one adapter. Score is stateless and idempotent, so a
 call that finds a replica down (UNAVAILABLE, or cut off mid-call) is retried on the next
 replica, and a replica that failed is passed over for a short while. The value function
-splits each batch of coalitions into Score calls of at most ``max_batch`` rows, keeps up to
-``max_in_flight`` of them in flight, and stops as soon as the explanation is cancelled or
-its deadline passes, cancelling the calls still in flight.
+splits each batch of coalitions into Score calls of at most ``max_batch`` rows (fewer when
+the adapter prefers smaller calls), keeps up to ``max_in_flight`` of them in flight, and
+stops as soon as the explanation is cancelled or its deadline passes, cancelling the calls
+still in flight. Once an adapter has answered with the instance's digest, later calls send
+the digest instead of the instance; a replica that does not hold it is sent the instance again.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
 import grpc
@@ -42,12 +46,15 @@ from multishap.service.rpc.errors import (
     Unavailable,
     clip,
 )
+from multishap.service.math.costs import COALITIONS, CostModel
+from multishap.service.math.validation import ArgumentError
 from multishap.service.rpc.convert import add_usage
 from multishap.service.rpc.wire import pack_coalitions, unpack_values
 from multishap.service import defaults
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN}
 SCORE_PATH = "/multishap.v1.Scorer/Score"
+SCORE_PRODUCT_PATH = "/multishap.v1.Scorer/ScoreProduct"
 _PASS_OVER_S = 1.0
 # How long a call waits for a replica to (re)connect once every replica has refused it.
 _RECONNECT_WAIT_S = 3.0
@@ -62,6 +69,53 @@ _PASSED_THROUGH = {
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
 }
+# Longest instance digest an adapter's answer may give for later calls to send back.
+_MAX_DIGEST_CHARS = 128
+
+
+class InstanceNotHeld(TargetFailed):
+    """A replica answered NOT_FOUND: it does not hold the instance a digest named. The value function
+    sends the instance again (to ``replica`` first); should it ever reach a caller, it is a target failure."""
+
+    def __init__(self, message: str, replica: int) -> None:
+        super().__init__(message)
+        self.replica = replica
+
+
+@dataclass(frozen=True)
+class CallSizing:
+    """Coalitions per Score call and each call's timeout (before the explanation's deadline caps it)."""
+
+    batch: int
+    timeout_s: float
+
+
+def call_sizing(config: TargetConfig, players: Optional[scorer_pb2.Players]) -> CallSizing:
+    """The configured batch and timeout, adjusted to what the adapter's Describe reply prefers: at most
+    its preferred batch, at least its preferred timeout (a preference of 0 is none)."""
+    batch, timeout = config.max_batch, config.timeout_s
+    if players is not None:
+        if players.preferred_batch > 0:
+            batch = min(batch, players.preferred_batch)
+        preferred = players.preferred_timeout_seconds
+        if math.isfinite(preferred) and preferred > 0:
+            timeout = max(timeout, preferred)
+    return CallSizing(batch, timeout)
+
+
+def cost_model_of(players: Optional[scorer_pb2.Players], target: str) -> CostModel:
+    """The adapter's costs from its Describe reply as the math's CostModel; one unit per coalition when it
+    gives none. TargetFailed when they are not finite, non-negative numbers with something to pay for."""
+    if players is None or not players.HasField("costs") or not players.costs.unit:
+        return COALITIONS
+    costs = players.costs
+    prices = (costs.image_encode, costs.text_encode, costs.coalition)
+    if not all(math.isfinite(p) and p >= 0 for p in prices) or not any(prices):
+        raise TargetFailed(f"target {target!r} described invalid costs (image_encode {costs.image_encode!r}, "
+                           f"text_encode {costs.text_encode!r}, coalition {costs.coalition!r}): each must be a "
+                           "finite number of at least 0, and not all 0")
+    return CostModel(unit=costs.unit, image_encode=costs.image_encode, text_encode=costs.text_encode,
+                     coalition=costs.coalition)
 
 
 class CallControl:
@@ -122,11 +176,14 @@ class Target:
         options = [("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.max_receive_message_length", max_message_bytes)] + _CHANNEL_OPTIONS
         self._channels = [grpc.insecure_channel(a, options=options) for a in config.addresses]
-        # Score takes pre-serialised request bytes (see RemoteValueFunction).
+        # Score and ScoreProduct take pre-serialised request bytes (see RemoteValueFunction).
         self._calls = {
             "Describe": [scorer_pb2_grpc.ScorerStub(c).Describe for c in self._channels],
             "Score": [c.unary_unary(SCORE_PATH, response_deserializer=scorer_pb2.ScoreResponse.FromString)
                       for c in self._channels],
+            "ScoreProduct": [c.unary_unary(SCORE_PRODUCT_PATH,
+                                           response_deserializer=scorer_pb2.ScoreResponse.FromString)
+                             for c in self._channels],
         }
         self._health = [health_pb2_grpc.HealthStub(c).Check for c in self._channels]
         self.reachable = False  # set by probe()
@@ -142,28 +199,32 @@ class Target:
         for channel in self._channels:
             channel.close()
 
-    def _order(self) -> list[int]:
+    def _order(self, first: Optional[int] = None) -> list[int]:
+        """The replicas to try, round-robin (from ``first`` when given), those passed over last."""
         with self._lock:
-            start = next(self._turn) % len(self._channels)
+            start = next(self._turn) % len(self._channels) if first is None else first
         ring = [(start + k) % len(self._channels) for k in range(len(self._channels))]
         now = time.monotonic()
         return sorted(ring, key=lambda i: self._passed_over[i] > now)
 
-    def call(self, method: str, request, control: CallControl):
-        """Call ``method`` on one replica after another until one answers. When every replica
-        refused the connection, wait up to ``_RECONNECT_WAIT_S`` for one to (re)connect and
-        try it once more, so a replica that has just come up is not missed for its channel's
-        reconnect backoff."""
+    def call(self, method: str, request, control: CallControl, timeout_s: Optional[float] = None,
+             first: Optional[int] = None):
+        """Call ``method`` on one replica after another (from replica ``first`` when given) until one
+        answers, each attempt given ``timeout_s`` (default: the target's timeout) within the deadline.
+        When every replica refused the connection, wait up to ``_RECONNECT_WAIT_S`` for one to
+        (re)connect and try it once more, so a replica that has just come up is not missed for its
+        channel's reconnect backoff."""
         failures: list[str] = []
-        order = self._order()
+        order = self._order(first)
+        limit = self.config.timeout_s if timeout_s is None else timeout_s
         for i in order:
-            reply = self._attempt(method, request, control, i, failures)
+            reply = self._attempt(method, request, control, i, failures, limit)
             if reply is not None:
                 return reply
         if len(failures) == len(order) and all(" UNAVAILABLE " in f" {f} " for f in failures):
             i = self._first_ready(order, control)
             if i is not None:
-                reply = self._attempt(method, request, control, i, [])
+                reply = self._attempt(method, request, control, i, [], limit)
                 if reply is not None:
                     return reply
         control.check()
@@ -172,10 +233,10 @@ class Target:
             f"({'; '.join(failures)})"
         )
 
-    def _attempt(self, method: str, request, control: CallControl, i: int, failures: list[str]):
+    def _attempt(self, method: str, request, control: CallControl, i: int, failures: list[str], limit: float):
         """One call to replica ``i``: its reply, or None after a retryable failure (noted in ``failures``)."""
         control.check()
-        future = self._calls[method][i].future(request, timeout=control.timeout(self.config.timeout_s))
+        future = self._calls[method][i].future(request, timeout=control.timeout(limit))
         try:
             with control.track(future):
                 return future.result()
@@ -185,6 +246,9 @@ class Target:
         except grpc.RpcError as err:
             control.check()
             code = err.code()
+            if code == grpc.StatusCode.NOT_FOUND:
+                raise InstanceNotHeld(f"target {self.name!r} replica {i + 1} does not hold the instance: "
+                                      f"{_details(err, self.config.addresses)}", i) from None
             if code not in RETRYABLE:
                 raise self._translate(err) from None
             with self._lock:
@@ -244,9 +308,13 @@ class Target:
         control: CallControl,
         on_scored: Callable[[int], None] = lambda count: None,
         dry_run: bool = False,
+        players: Optional[scorer_pb2.Players] = None,
+        send_digests: bool = True,
     ) -> "RemoteValueFunction":
-        """The estimators' value_fn over this target's Score calls."""
-        return RemoteValueFunction(self, instance, num_players, control, on_scored, dry_run)
+        """The estimators' value_fn over this target's Score and ScoreProduct calls, sized and priced
+        from ``players`` (the target's Describe reply) when given."""
+        return RemoteValueFunction(self, instance, num_players, control, on_scored, dry_run, players=players,
+                                   send_digests=send_digests)
 
 
 # Peer addresses as gRPC's transport errors write them ("ipv4:10.0.0.5:50051", "ipv6:[::1]:50051").
@@ -286,14 +354,19 @@ def _details(err: grpc.RpcError, addresses: tuple[str, ...]) -> str:
 
 
 class RemoteValueFunction:
-    """value_fn(masks) -> values over Score calls; raises ServiceError subclasses on failure.
+    """value_fn(masks) -> values over Score calls, and ``product(image_masks, text_masks)`` over
+    ScoreProduct calls; raises ServiceError subclasses on failure.
 
-    Each call is split into Score requests of at most ``max_batch`` coalitions, up to
-    ``max_in_flight`` of them at once. The instance (with its image) is serialised once:
-    a serialised protobuf message followed by another is the merge of the two, so each
-    request is those bytes plus the serialised coalitions. Every request carries one job
-    name (for the target's per-explanation limits); ``usage`` sums what the target says
-    scoring cost. ``close()`` releases the worker threads.
+    Each call is split into requests of at most ``batch`` coalitions (the target's ``max_batch``, or
+    the adapter's preferred batch when smaller), up to ``max_in_flight`` of them at once, each given
+    the target's timeout or the adapter's preferred one when longer. The instance (with its image)
+    is serialised once: a serialised protobuf message followed by another is the merge of the two,
+    so each request is those bytes plus the serialised coalitions. Once a reply has named the
+    instance's digest, requests carry the digest instead of the instance (unless ``send_digests``
+    is off); a replica that answers NOT_FOUND is sent that request again with the instance. Every
+    request carries one job name (for the target's per-explanation limits); ``usage`` sums what the
+    target says scoring cost, and ``costs`` is the target's CostModel. ``close()`` releases the
+    worker threads.
     """
 
     def __init__(
@@ -304,24 +377,56 @@ class RemoteValueFunction:
         control: CallControl,
         on_scored: Callable[[int], None],
         dry_run: bool = False,
+        players: Optional[scorer_pb2.Players] = None,
+        send_digests: bool = True,
     ) -> None:
         self._target, self._players = target, num_players
-        self._prefix = scorer_pb2.ScoreRequest(instance=instance, num_players=num_players, job=uuid.uuid4().hex,
-                                               dry_run=dry_run).SerializeToString()
+        self._job, self._dry_run, self._send_digests = uuid.uuid4().hex, dry_run, send_digests
+        self._with_instance = {
+            "Score": scorer_pb2.ScoreRequest(instance=instance, num_players=num_players, job=self._job,
+                                             dry_run=dry_run).SerializeToString(),
+            "ScoreProduct": scorer_pb2.ScoreProductRequest(instance=instance, job=self._job,
+                                                           dry_run=dry_run).SerializeToString(),
+        }
+        # The digest the adapter last named and the request prefixes that carry it (one tuple, so
+        # the worker threads read and replace it whole).
+        self._by_digest: Optional[tuple[str, dict[str, bytes]]] = None
+        self.costs = cost_model_of(players, target.name)
+        self.sizing = call_sizing(target.config, players)
         self.usage = common_pb2.Usage()
         self._usage_lock = threading.Lock()
         self._control, self._on_scored = control, on_scored
         self._pool = ThreadPoolExecutor(max_workers=target.config.max_in_flight,
                                         thread_name_prefix=f"score-{target.name}")
 
-    def _score_chunk(self, masks: np.ndarray) -> np.ndarray:
+    def _learn(self, digest: str) -> None:
+        """Send ``digest`` instead of the instance from now on (when it is one worth sending back)."""
+        if not self._send_digests or not digest or len(digest) > _MAX_DIGEST_CHARS or \
+                (self._by_digest is not None and self._by_digest[0] == digest):
+            return
+        self._by_digest = (digest, {
+            "Score": scorer_pb2.ScoreRequest(instance_digest=digest, num_players=self._players, job=self._job,
+                                             dry_run=self._dry_run).SerializeToString(),
+            "ScoreProduct": scorer_pb2.ScoreProductRequest(instance_digest=digest, job=self._job,
+                                                           dry_run=self._dry_run).SerializeToString(),
+        })
+
+    def _request(self, method: str, body: bytes, count: int) -> np.ndarray:
+        """One Score or ScoreProduct request (``body``: its serialised fields beyond the instance) and its
+        ``count`` checked values; by digest when one is known, with the instance again after NOT_FOUND."""
+        known, timeout = self._by_digest, self.sizing.timeout_s
+        if known is None:
+            response = self._target.call(method, self._with_instance[method] + body, self._control, timeout)
+        else:
+            try:
+                response = self._target.call(method, known[1][method] + body, self._control, timeout)
+            except InstanceNotHeld as gone:
+                response = self._target.call(method, self._with_instance[method] + body, self._control, timeout,
+                                             first=gone.replica)
+        self._learn(response.instance_digest)
         name = self._target.name
-        request = self._prefix + scorer_pb2.ScoreRequest(
-            num_coalitions=len(masks), coalitions=pack_coalitions(masks)
-        ).SerializeToString()
-        response = self._target.call("Score", request, self._control)
         try:
-            values = unpack_values(response.values, len(masks))
+            values = unpack_values(response.values, count)
         except ValueError as err:
             raise TargetFailed(f"target {name!r} answered wrongly: {err}") from None
         bad = ~np.isfinite(values)
@@ -332,21 +437,58 @@ class RemoteValueFunction:
             )
         with self._usage_lock:
             add_usage(self.usage, response.usage)
-        self._on_scored(len(masks))
+        self._on_scored(count)
         return values
+
+    def _score_chunk(self, masks: np.ndarray) -> np.ndarray:
+        body = scorer_pb2.ScoreRequest(num_coalitions=len(masks), coalitions=pack_coalitions(masks))
+        return self._request("Score", body.SerializeToString(), len(masks))
+
+    def _product_block(self, image_masks: np.ndarray, text_masks: np.ndarray) -> np.ndarray:
+        body = scorer_pb2.ScoreProductRequest(
+            num_patches=image_masks.shape[1], num_tokens=text_masks.shape[1],
+            num_image_masks=len(image_masks), image_masks=pack_coalitions(image_masks),
+            num_text_masks=len(text_masks), text_masks=pack_coalitions(text_masks))
+        values = self._request("ScoreProduct", body.SerializeToString(), len(image_masks) * len(text_masks))
+        return values.reshape(len(image_masks), len(text_masks))
+
+    def _run(self, work: list[Callable[[], np.ndarray]]) -> list[np.ndarray]:
+        """The requests' results in order: one runs here, more go to the pool, and when one fails its
+        siblings are cancelled rather than left to run on."""
+        if len(work) == 1:
+            return [work[0]()]
+        futures = [self._pool.submit(job) for job in work]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            self._control.cancel()
+            raise
 
     def __call__(self, masks: np.ndarray) -> np.ndarray:
         self._control.check()
-        step = self._target.config.max_batch
-        if len(masks) <= step:
-            return self._score_chunk(masks)
-        futures = [self._pool.submit(self._score_chunk, masks[k : k + step]) for k in range(0, len(masks), step)]
-        try:
-            return np.concatenate([f.result() for f in futures])
-        except BaseException:
-            # One chunk failed: stop its siblings rather than let them run on.
-            self._control.cancel()
-            raise
+        step = self.sizing.batch
+        chunks = [masks[k : k + step] for k in range(0, len(masks), step)] or [masks]
+        return np.concatenate(self._run([lambda c=c: self._score_chunk(c) for c in chunks]))
+
+    def product(self, image_masks: np.ndarray, text_masks: np.ndarray) -> np.ndarray:
+        """The (A, B) values of every image mask (A, m) with every text mask (B, n), image-major, over
+        ScoreProduct requests of at most ``batch`` coalitions each (blocks of image and text masks)."""
+        image_masks, text_masks = np.asarray(image_masks, dtype=bool), np.asarray(text_masks, dtype=bool)
+        shapes_fit = image_masks.ndim == text_masks.ndim == 2 and min(*image_masks.shape, *text_masks.shape) > 0
+        if not shapes_fit or image_masks.shape[1] + text_masks.shape[1] != self._players:
+            raise ArgumentError(f"product needs (A, m) image masks and (B, n) text masks, A, B, m and n at least 1 "
+                                f"and m + n = {self._players} players; got {image_masks.shape} and "
+                                f"{text_masks.shape}")
+        self._control.check()
+        b_step = min(len(text_masks), self.sizing.batch)
+        a_step = max(1, self.sizing.batch // b_step)
+        blocks = [(a, b) for a in range(0, len(image_masks), a_step) for b in range(0, len(text_masks), b_step)]
+        results = self._run([lambda a=a, b=b: self._product_block(image_masks[a : a + a_step],
+                                                                  text_masks[b : b + b_step]) for a, b in blocks])
+        values = np.empty((len(image_masks), len(text_masks)), dtype=np.float64)
+        for (a, b), block in zip(blocks, results):
+            values[a : a + a_step, b : b + b_step] = block
+        return values
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

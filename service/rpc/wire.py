@@ -1,4 +1,5 @@
-"""The Score contract's wire format: bit-packed coalitions and little-endian float64 scores (no gRPC here)."""
+"""The Score contract's wire format: bit-packed coalitions (and ScoreProduct's image and text masks) and
+little-endian float64 scores (no gRPC here)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,35 @@ def pack_coalitions(masks: np.ndarray) -> bytes:
 
 
 def unpack_coalitions(data: bytes, num_players: int, num_coalitions: int) -> np.ndarray:
-    """Inverse of :func:`pack_coalitions`; ValueError when the sizes do not match."""
+    """Inverse of :func:`pack_coalitions`; ArgumentError when the sizes do not match."""
     if num_players < 1:
         raise ArgumentError("num_players must be at least 1")
     if num_coalitions < 1:
         raise ArgumentError("the request carries no coalition: num_coalitions must be at least 1")
-    stride = (num_players + 7) // 8
-    if len(data) != stride * num_coalitions:
+    return _unpack_rows(data, num_players, num_coalitions, "coalitions", "coalitions", "players")
+
+
+def unpack_product_masks(data: bytes, width: int, count: int, side: str) -> np.ndarray:
+    """The ``side`` ("image" or "text") masks of a ScoreProduct request: ``count`` rows of ``width``
+    players, packed like coalitions; ArgumentError, naming the side's fields, when the sizes do not match."""
+    players, width_field = ("patches", "num_patches") if side == "image" else ("tokens", "num_tokens")
+    if width < 1:
+        raise ArgumentError(f"{width_field} must be at least 1")
+    if count < 1:
+        raise ArgumentError(f"the request carries no {side} mask: num_{side}_masks must be at least 1")
+    return _unpack_rows(data, width, count, f"{side}_masks", f"{side} masks", players)
+
+
+def _unpack_rows(data: bytes, width: int, count: int, field: str, rows_name: str, players: str) -> np.ndarray:
+    """``count`` packed rows of ``width`` bits each, as bool; the sentence names the field and its rows."""
+    stride = (width + 7) // 8
+    if len(data) != stride * count:
         raise ArgumentError(
-            f"coalitions hold {len(data)} bytes but {num_coalitions} coalitions of "
-            f"{num_players} players need {stride * num_coalitions} ({stride} bytes each)"
+            f"{field} hold {len(data)} bytes but {count} {rows_name} of "
+            f"{width} {players} need {stride * count} ({stride} bytes each)"
         )
-    rows = np.frombuffer(data, dtype=np.uint8).reshape(num_coalitions, stride)
-    return np.unpackbits(rows, axis=1, count=num_players).astype(bool)
+    rows = np.frombuffer(data, dtype=np.uint8).reshape(count, stride)
+    return np.unpackbits(rows, axis=1, count=width).astype(bool)
 
 
 def pack_values(values: np.ndarray) -> bytes:
