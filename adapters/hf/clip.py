@@ -29,13 +29,14 @@ class ClipEncoder:
         self.mean = torch.tensor(processor.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(processor.image_std, dtype=torch.float32).view(1, 3, 1, 1)
         self.zero_pixel = self.mean.view(3)
+        self.mean, self.std = self.mean.to(self.device), self.std.to(self.device)  # images are masked on the device
         self.max_text_tokens = int(self.model.config.text_config.max_position_embeddings)
         self.logit_scale = float(self.model.logit_scale.detach().exp())
         self.model_id = str(path)
 
     @torch.inference_mode()
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = ((images - self.mean) / self.std).to(self.device, self.dtype)
+        pixels = ((images.to(self.device) - self.mean) / self.std).to(self.dtype)
         return F.normalize(_pooled(self.model.get_image_features(pixel_values=pixels)).float(), dim=-1)
 
     @torch.inference_mode()

@@ -2,8 +2,10 @@
 
 Images are handled at the model's input resolution: the photo is resized once, its
 baseline computed once, and each coalition picks, per patch of the rows x cols grid, the
-photo's or the baseline's pixels. Masked tokens are replaced by a mask (or pad) token and
-never deleted, so positions and length stay as they were.
+photo's or the baseline's pixels. The picking runs on the model's device (the photo and
+baseline are moved there once per instance; per micro-batch only the coalitions' bits
+travel). Masked tokens are replaced by a mask (or pad) token and never deleted, so
+positions and length stay as they were.
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ def baseline(
     return to_tensor(baseline_array(pixels, size, size, options, zero_pixel.numpy(), default))
 
 
-def mask_images(image: torch.Tensor, base: torch.Tensor, patches: np.ndarray, present: np.ndarray) -> torch.Tensor:
-    """(B, 3, H, W) images: patch p shows ``image`` where present[b, p], else ``base``."""
-    keep = torch.from_numpy(np.ascontiguousarray(present[:, patches]))
+def mask_images(image: torch.Tensor, base: torch.Tensor, patches: np.ndarray | torch.Tensor,
+                present: np.ndarray) -> torch.Tensor:
+    """(B, 3, H, W) images on ``image``'s device: patch p shows ``image`` where present[b, p], else ``base``."""
+    rows = torch.from_numpy(np.ascontiguousarray(present)).to(image.device)
+    keep = rows[:, torch.as_tensor(patches, device=image.device)]
     return torch.where(keep[:, None], image[None], base[None])
 
 
@@ -87,7 +91,7 @@ class MaskedInputs:
 
     image: torch.Tensor
     base: torch.Tensor
-    patches: np.ndarray
+    patches: torch.Tensor  # (S, S) patch index of each pixel, on the image's device
     text: TextLayout
 
     def images(self, present: np.ndarray) -> torch.Tensor:
@@ -102,20 +106,20 @@ class MaskedInputs:
                               axis=1).astype(np.int64)
 
 
-def image_inputs(instance: DecodedInstance, size: int, zero_pixel: torch.Tensor,
-                 default_baseline: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """The image at the model's input size, its baseline and the grid's patch map."""
+def image_inputs(instance: DecodedInstance, size: int, zero_pixel: torch.Tensor, default_baseline: int,
+                 device: torch.device = torch.device("cpu")) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The image at the model's input size and its baseline, on ``device``, and the grid's patch map there."""
     if instance.rows > size or instance.cols > size:
         raise InvalidArgument(f"the grid {instance.rows}x{instance.cols} is finer than the model's "
                               f"{size}x{size} input: every patch needs at least one pixel")
-    image = to_tensor(resized(instance.image, size, size))
-    base = baseline(instance.image, size, instance.masking, zero_pixel, default_baseline)
-    return image, base, patch_map(size, size, instance.rows, instance.cols)
+    image = to_tensor(resized(instance.image, size, size)).to(device)
+    base = baseline(instance.image, size, instance.masking, zero_pixel, default_baseline).to(device)
+    return image, base, torch.from_numpy(patch_map(size, size, instance.rows, instance.cols)).to(device)
 
 
 def masked_inputs(instance: DecodedInstance, size: int, zero_pixel: torch.Tensor, tokenizer, default_baseline: int,
-                  max_text_tokens: int) -> tuple[MaskedInputs, list[str]]:
-    """Image inputs, and the text split into players by the tokenizer."""
-    image, base, patches = image_inputs(instance, size, zero_pixel, default_baseline)
+                  max_text_tokens: int, device: torch.device = torch.device("cpu")) -> tuple[MaskedInputs, list[str]]:
+    """Image inputs on ``device``, and the text split into players by the tokenizer."""
+    image, base, patches = image_inputs(instance, size, zero_pixel, default_baseline, device)
     layout, tokens = text_layout(tokenizer, instance.text, instance.masking.text_mask, max_text_tokens)
     return MaskedInputs(image, base, patches, layout), tokens

@@ -27,7 +27,8 @@ class ViltBackend(JointModelBackend):
     scores = ("logit", "probability")
 
     def __init__(self, path: str | Path, device: str = "cpu", dtype: Optional[torch.dtype] = None,
-                 micro_batch: int = 32, score: str = "logit") -> None:
+                 micro_batch: Optional[int] = None, score: str = "logit", threads: Optional[int] = None) -> None:
+        """``micro_batch`` and ``threads`` (torch intra-op threads) are probed at start-up when None."""
         from transformers import AutoImageProcessor, AutoModelForVisualQuestionAnswering, AutoTokenizer
 
         super().__init__(device, dtype, micro_batch, score)
@@ -43,14 +44,15 @@ class ViltBackend(JointModelBackend):
         self.answers = {str(k): int(v) for k, v in self.model.config.label2id.items()}
         self.model_id = str(path)
         self.score_semantics = ("logit" if score == "logit" else "probability (sigmoid)") + " of the target answer"
+        self.tune(next(iter(self.answers)), micro_batch, threads)
 
     def prepare(self, instance: DecodedInstance) -> PreparedInstance[tuple[MaskedInputs, int]]:
         if instance.target not in self.answers:
             examples = ", ".join(repr(a) for a in list(self.answers)[:5])
             raise InvalidArgument(f"the target answer {shown(instance.target)} is not one of the model's "
                                   f"{len(self.answers)} answers (for example {examples})")
-        inputs, tokens = masked_inputs(instance, self.image_size, self.mean.view(3), self.tokenizer,
-                                       common_pb2.IMAGE_BASELINE_ZERO, self.max_text_tokens)
+        inputs, tokens = masked_inputs(instance, self.image_size, self.mean.view(3).cpu(), self.tokenizer,
+                                       common_pb2.IMAGE_BASELINE_ZERO, self.max_text_tokens, self.device)
         return PreparedInstance(instance, tokens, state=(inputs, self.answers[instance.target]))
 
     @torch.inference_mode()

@@ -31,7 +31,8 @@ class VlmBackend(JointModelBackend):
     scores = ("probability", "log-probability")
 
     def __init__(self, path: str | Path, device: str = "cpu", dtype: Optional[torch.dtype] = None,
-                 micro_batch: int = 16, score: str = "probability") -> None:
+                 micro_batch: Optional[int] = None, score: str = "probability", threads: Optional[int] = None) -> None:
+        """``micro_batch`` and ``threads`` (torch intra-op threads) are probed at start-up when None."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         super().__init__(device, dtype, micro_batch, score)
@@ -45,6 +46,7 @@ class VlmBackend(JointModelBackend):
         self.model_id = str(path)
         self.score_semantics = ("joint probability" if score == "probability" else "log-probability") + \
             " of the target answer's tokens"
+        self.tune("a cat", micro_batch, threads)
 
     def _layout(self, text: str, answer: str, pixels: np.ndarray) -> tuple[TextLayout, list[str], int]:
         """Token layout of prompt + answer: (players between prefix and suffix, tokens, answer length)."""
@@ -73,8 +75,8 @@ class VlmBackend(JointModelBackend):
     def prepare(self, instance: DecodedInstance) -> PreparedInstance[tuple[MaskedInputs, int]]:
         if not instance.target.strip():
             raise InvalidArgument("a generative model is scored on the target answer: give one")
-        image, base, patches = image_inputs(instance, self.image_size, self.mean.view(3),
-                                            common_pb2.IMAGE_BASELINE_ZERO)
+        image, base, patches = image_inputs(instance, self.image_size, self.mean.view(3).cpu(),
+                                            common_pb2.IMAGE_BASELINE_ZERO, self.device)
         layout, tokens, answer_length = self._layout(instance.text, instance.target, instance.image)
         inputs = MaskedInputs(image, base, patches, layout)
         return PreparedInstance(instance, tokens, state=(inputs, answer_length))

@@ -35,7 +35,12 @@ def add_parser(sub: argparse._SubParsersAction, parent: Parser) -> None:
                        "vlm: probability (default) or log-probability", type=types.one_of(HF_SCORES), choices=HF_SCORES)
     hf.option("device", "torch device: cpu, cuda or cuda:N", "cpu")
     hf.option("dtype", "float16 and bfloat16 on CUDA only", DTYPES[0], type=types.one_of(DTYPES), choices=DTYPES)
-    hf.option("micro-batch", "inputs per encoder forward pass", 32, type=types.POSITIVE)
+    hf.option("micro-batch", "inputs per forward pass; 0: the fastest per input in a start-up probe on the CPU, "
+                             "the largest that fits the free memory on CUDA", 0, type=types.integer(0))
+    hf.option("threads", "torch intra-op threads; 0: 1 or every CPU, whichever the start-up probe finds faster",
+              0, type=types.integer(0))
+    hf.flag("fuse", "imagenet-zeroshot: run the image network traced and frozen, BatchNorm folded "
+                    "(the same scores to about 1e-6, faster)", True)
     _listen(hf, "hf")
 
     oa = adapter.command_parser(kinds, "openai", help="an OpenAI-compatible chat endpoint with log-probabilities "
@@ -58,7 +63,8 @@ def _backend(args: argparse.Namespace):
         from multishap.adapters.hf import load_backend
 
         model = None if args.model is None else str(args.model)
-        return load_backend(args.kind, model, args.device, args.dtype, args.micro_batch, args.score)
+        return load_backend(args.kind, model, args.device, args.dtype, args.micro_batch, args.score, args.threads,
+                            args.fuse)
     if args.adapter == "openai":
         return openai_adapter.backend(args)
     from multishap.adapters.synthetic.backend import SyntheticBackend
