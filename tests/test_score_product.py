@@ -145,8 +145,9 @@ def test_the_openai_adapter_counts_requests(tmp_path):
     assert cost_model_of(players, "gpt") == CostModel("requests", 0.0, 0.0, 1.0)
 
 
-@pytest.mark.parametrize("a, b, batch, calls", [(5, 4, 7, 5), (3, 10, 7, 6), (6, 2, 64, 1)])
+@pytest.mark.parametrize("a, b, batch, calls", [(5, 4, 2, 3), (3, 10, 7, 1), (10, 2, 3, 4)])
 def test_remote_product_equals_the_expanded_value_function(a, b, batch, calls):
+    """A product is split into calls of at most ``batch`` image masks (what a call costs is its encodes)."""
     backend = PreferringBackend()
     with adapter(backend) as (running, _, _):
         target = Target(TargetConfig("syn", (running.address,), max_batch=batch, max_in_flight=2))
@@ -163,7 +164,7 @@ def test_remote_product_equals_the_expanded_value_function(a, b, batch, calls):
         finally:
             value_fn.close()
             target.close()
-    assert len(backend.batches[:calls]) == calls and max(backend.batches[:calls]) <= batch
+    assert len(backend.batches[:calls]) == calls and max(backend.batches[:calls]) <= batch * b
     assert sum(backend.batches[:calls]) == a * b and sum(scored[:calls]) == a * b
 
 

@@ -71,6 +71,13 @@ _PASSED_THROUGH = {
 }
 # Longest instance digest an adapter's answer may give for later calls to send back.
 _MAX_DIGEST_CHARS = 128
+# Most (image mask, text mask) pairs one ScoreProduct call asks for: 512 KiB of values.
+PRODUCT_VALUES = 1 << 16
+# An adapter may ask for longer Score calls than the target's timeout_s, up to this many times it.
+PREFERRED_TIMEOUT_FACTOR = 10.0
+# Bounds on an adapter's declared prices (per encode or coalition) and the length of its unit's name.
+_MAX_PRICE = 1e6
+_MAX_UNIT_CHARS = 40
 
 
 class InstanceNotHeld(TargetFailed):
@@ -92,14 +99,15 @@ class CallSizing:
 
 def call_sizing(config: TargetConfig, players: Optional[scorer_pb2.Players]) -> CallSizing:
     """The configured batch and timeout, adjusted to what the adapter's Describe reply prefers: at most
-    its preferred batch, at least its preferred timeout (a preference of 0 is none)."""
+    its preferred batch, at least its preferred timeout (a preference of 0 is none) but never more than
+    ``PREFERRED_TIMEOUT_FACTOR`` times the configured one, so an adapter cannot hold a call for ever."""
     batch, timeout = config.max_batch, config.timeout_s
     if players is not None:
         if players.preferred_batch > 0:
             batch = min(batch, players.preferred_batch)
         preferred = players.preferred_timeout_seconds
         if math.isfinite(preferred) and preferred > 0:
-            timeout = max(timeout, preferred)
+            timeout = min(max(timeout, preferred), PREFERRED_TIMEOUT_FACTOR * config.timeout_s)
     return CallSizing(batch, timeout)
 
 
@@ -110,11 +118,12 @@ def cost_model_of(players: Optional[scorer_pb2.Players], target: str) -> CostMod
         return COALITIONS
     costs = players.costs
     prices = (costs.image_encode, costs.text_encode, costs.coalition)
-    if not all(math.isfinite(p) and p >= 0 for p in prices) or not any(prices):
+    if not all(math.isfinite(p) and 0 <= p <= _MAX_PRICE for p in prices) or not any(prices):
         raise TargetFailed(f"target {target!r} described invalid costs (image_encode {costs.image_encode!r}, "
                            f"text_encode {costs.text_encode!r}, coalition {costs.coalition!r}): each must be a "
-                           "finite number of at least 0, and not all 0")
-    return CostModel(unit=costs.unit, image_encode=costs.image_encode, text_encode=costs.text_encode,
+                           f"number from 0 to {_MAX_PRICE:g}, and not all 0")
+    unit = "".join(c for c in costs.unit if c.isprintable())[:_MAX_UNIT_CHARS] or "units"
+    return CostModel(unit=unit, image_encode=costs.image_encode, text_encode=costs.text_encode,
                      coalition=costs.coalition)
 
 
@@ -209,24 +218,33 @@ class Target:
 
     def call(self, method: str, request, control: CallControl, timeout_s: Optional[float] = None,
              first: Optional[int] = None):
+        """``method``'s reply from the first replica that answers (see :meth:`call_replica`)."""
+        return self.call_replica(method, request, control, timeout_s, first)[0]
+
+    def next_replica(self) -> int:
+        """The replica round-robin would try first now."""
+        return self._order()[0]
+
+    def call_replica(self, method: str, request, control: CallControl, timeout_s: Optional[float] = None,
+                     first: Optional[int] = None) -> tuple[object, int]:
         """Call ``method`` on one replica after another (from replica ``first`` when given) until one
         answers, each attempt given ``timeout_s`` (default: the target's timeout) within the deadline.
         When every replica refused the connection, wait up to ``_RECONNECT_WAIT_S`` for one to
         (re)connect and try it once more, so a replica that has just come up is not missed for its
-        channel's reconnect backoff."""
+        channel's reconnect backoff. Returns the reply and the replica that gave it."""
         failures: list[str] = []
         order = self._order(first)
         limit = self.config.timeout_s if timeout_s is None else timeout_s
         for i in order:
             reply = self._attempt(method, request, control, i, failures, limit)
             if reply is not None:
-                return reply
+                return reply, i
         if len(failures) == len(order) and all(" UNAVAILABLE " in f" {f} " for f in failures):
             i = self._first_ready(order, control)
             if i is not None:
                 reply = self._attempt(method, request, control, i, [], limit)
                 if reply is not None:
-                    return reply
+                    return reply, i
         control.check()
         raise Unavailable(
             f"target {self.name!r} is unavailable: none of its {len(self._channels)} replicas answered "
@@ -388,9 +406,9 @@ class RemoteValueFunction:
             "ScoreProduct": scorer_pb2.ScoreProductRequest(instance=instance, job=self._job,
                                                            dry_run=dry_run).SerializeToString(),
         }
-        # The digest the adapter last named and the request prefixes that carry it (one tuple, so
-        # the worker threads read and replace it whole).
-        self._by_digest: Optional[tuple[str, dict[str, bytes]]] = None
+        # Per replica, the request prefixes that carry the digest that replica named (replaced whole,
+        # so worker threads never see half of one). Replicas are asked by digest only for their own.
+        self._by_digest: dict[int, dict[str, bytes]] = {}
         self.costs = cost_model_of(players, target.name)
         self.sizing = call_sizing(target.config, players)
         self.usage = common_pb2.Usage()
@@ -399,31 +417,39 @@ class RemoteValueFunction:
         self._pool = ThreadPoolExecutor(max_workers=target.config.max_in_flight,
                                         thread_name_prefix=f"score-{target.name}")
 
-    def _learn(self, digest: str) -> None:
-        """Send ``digest`` instead of the instance from now on (when it is one worth sending back)."""
-        if not self._send_digests or not digest or len(digest) > _MAX_DIGEST_CHARS or \
-                (self._by_digest is not None and self._by_digest[0] == digest):
+    def _learn(self, replica: int, digest: str) -> None:
+        """Ask ``replica`` by ``digest`` from now on; a reply without a usable digest (an adapter that
+        cannot hold the instance, or one that predates digests) stops that."""
+        if not self._send_digests or not digest or len(digest) > _MAX_DIGEST_CHARS:
+            self._by_digest.pop(replica, None)
             return
-        self._by_digest = (digest, {
+        self._by_digest[replica] = {
             "Score": scorer_pb2.ScoreRequest(instance_digest=digest, num_players=self._players, job=self._job,
                                              dry_run=self._dry_run).SerializeToString(),
             "ScoreProduct": scorer_pb2.ScoreProductRequest(instance_digest=digest, job=self._job,
                                                            dry_run=self._dry_run).SerializeToString(),
-        })
+        }
 
     def _request(self, method: str, body: bytes, count: int) -> np.ndarray:
         """One Score or ScoreProduct request (``body``: its serialised fields beyond the instance) and its
-        ``count`` checked values; by digest when one is known, with the instance again after NOT_FOUND."""
-        known, timeout = self._by_digest, self.sizing.timeout_s
-        if known is None:
-            response = self._target.call(method, self._with_instance[method] + body, self._control, timeout)
-        else:
+        ``count`` checked values. A replica that named a digest is asked by it; when a digest request is
+        refused (NOT_FOUND, or INVALID_ARGUMENT from a replica that cannot read digests), the request is
+        sent again with the instance."""
+        timeout, replica = self.sizing.timeout_s, self._target.next_replica()
+        known = self._by_digest.get(replica)
+        response = None
+        if known is not None:
             try:
-                response = self._target.call(method, known[1][method] + body, self._control, timeout)
+                response, replica = self._target.call_replica(method, known[method] + body, self._control,
+                                                              timeout, first=replica)
             except InstanceNotHeld as gone:
-                response = self._target.call(method, self._with_instance[method] + body, self._control, timeout,
-                                             first=gone.replica)
-        self._learn(response.instance_digest)
+                self._by_digest.pop(gone.replica, None)
+            except InvalidArgument:
+                self._by_digest.pop(replica, None)
+        if response is None:
+            response, replica = self._target.call_replica(method, self._with_instance[method] + body,
+                                                          self._control, timeout, first=replica)
+        self._learn(replica, response.instance_digest)
         name = self._target.name
         try:
             values = unpack_values(response.values, count)
@@ -472,7 +498,9 @@ class RemoteValueFunction:
 
     def product(self, image_masks: np.ndarray, text_masks: np.ndarray) -> np.ndarray:
         """The (A, B) values of every image mask (A, m) with every text mask (B, n), image-major, over
-        ScoreProduct requests of at most ``batch`` coalitions each (blocks of image and text masks)."""
+        ScoreProduct requests (blocks of image and text masks). What a product call costs is its encodes,
+        not its pairs: a block holds at most ``batch`` image masks (the calls' work the adapter prefers,
+        were every coalition a new image) and at most ``PRODUCT_VALUES`` pairs (its reply's size)."""
         image_masks, text_masks = np.asarray(image_masks, dtype=bool), np.asarray(text_masks, dtype=bool)
         shapes_fit = image_masks.ndim == text_masks.ndim == 2 and min(*image_masks.shape, *text_masks.shape) > 0
         if not shapes_fit or image_masks.shape[1] + text_masks.shape[1] != self._players:
@@ -480,8 +508,8 @@ class RemoteValueFunction:
                                 f"and m + n = {self._players} players; got {image_masks.shape} and "
                                 f"{text_masks.shape}")
         self._control.check()
-        b_step = min(len(text_masks), self.sizing.batch)
-        a_step = max(1, self.sizing.batch // b_step)
+        b_step = min(len(text_masks), PRODUCT_VALUES)
+        a_step = max(1, min(self.sizing.batch, PRODUCT_VALUES // b_step))
         blocks = [(a, b) for a in range(0, len(image_masks), a_step) for b in range(0, len(text_masks), b_step)]
         results = self._run([lambda a=a, b=b: self._product_block(image_masks[a : a + a_step],
                                                                   text_masks[b : b + b_step]) for a, b in blocks])

@@ -10,7 +10,7 @@ budgets can be counted in the unit that is paid: encoder passes, requests or coa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 import numpy as np
@@ -26,6 +26,8 @@ class CostModel:
     image_encode: float = 0.0
     text_encode: float = 0.0
     coalition: float = 1.0
+    # Most distinct coalitions a budget in this unit may buy, whatever the prices (None: no cap).
+    max_coalitions: Optional[int] = None
 
     @property
     def factorised(self) -> bool:
@@ -52,9 +54,66 @@ def product_function(value_fn: object) -> Optional[ProductFunction]:
     return product if callable(product) else None
 
 
+def product_rows(image_masks: np.ndarray, text_masks: np.ndarray) -> np.ndarray:
+    """The (A * B, m + n) coalitions of a product design, image-major."""
+    a, b = len(image_masks), len(text_masks)
+    return np.concatenate([np.repeat(image_masks, b, axis=0), np.tile(text_masks, (a, 1))], axis=1)
+
+
 def expand_product(value_fn: Callable[[np.ndarray], np.ndarray], image_masks: np.ndarray,
                    text_masks: np.ndarray) -> np.ndarray:
     """The (A, B) product matrix through the plain coalition contract (A * B coalitions)."""
-    a, b = len(image_masks), len(text_masks)
-    rows = np.concatenate([np.repeat(image_masks, b, axis=0), np.tile(text_masks, (a, 1))], axis=1)
-    return np.asarray(value_fn(rows), dtype=np.float64).reshape(a, b)
+    rows = product_rows(image_masks, text_masks)
+    return np.asarray(value_fn(rows), dtype=np.float64).reshape(len(image_masks), len(text_masks))
+
+
+class CostMeter:
+    """A value function that counts what its calls cost: distinct coalitions, distinct masked images and
+    texts, and their price under ``costs``. It forwards ``product`` when the wrapped function has one.
+
+    The explainer wraps a target's value function in one, so an explanation's progress and result say
+    what it spent in the target's unit whatever the budget counted.
+    """
+
+    def __init__(self, value_fn: Callable[[np.ndarray], np.ndarray], num_patches: int,
+                 costs: Optional[CostModel] = None, max_coalitions: Optional[int] = None) -> None:
+        self._value_fn = value_fn
+        self._m = num_patches
+        self.costs = costs or cost_model(value_fn)
+        if max_coalitions is not None:
+            self.costs = replace(self.costs, max_coalitions=max_coalitions)
+        self._coalitions: set[bytes] = set()
+        self._images: set[bytes] = set()
+        self._texts: set[bytes] = set()
+        if product_function(value_fn) is not None:
+            self.product = self._product
+
+    @property
+    def spent(self) -> float:
+        """Cost of everything scored so far, in ``costs.unit``."""
+        return self.costs.of(len(self._coalitions), len(self._images), len(self._texts))
+
+    @property
+    def coalitions(self) -> int:
+        """Distinct coalitions scored so far (a product design's pairs included)."""
+        return len(self._coalitions)
+
+    @staticmethod
+    def _keys(masks: np.ndarray) -> set[bytes]:
+        return {row.tobytes() for row in np.packbits(np.asarray(masks, dtype=bool), axis=1)}
+
+    def __call__(self, masks: np.ndarray) -> np.ndarray:
+        masks = np.asarray(masks, dtype=bool)
+        values = self._value_fn(masks)
+        self._coalitions |= self._keys(masks)
+        self._images |= self._keys(masks[:, : self._m])
+        self._texts |= self._keys(masks[:, self._m :])
+        return values
+
+    def _product(self, image_masks: np.ndarray, text_masks: np.ndarray) -> np.ndarray:
+        values = self._value_fn.product(image_masks, text_masks)  # type: ignore[attr-defined]
+        images, texts = np.asarray(image_masks, dtype=bool), np.asarray(text_masks, dtype=bool)
+        self._coalitions |= self._keys(product_rows(images, texts))
+        self._images |= self._keys(images)
+        self._texts |= self._keys(texts)
+        return values

@@ -8,6 +8,7 @@ From a TOML file (``deploy/explainer.toml`` documents every key and its default)
 
     [limits]
     max_budget = 200000                 # refused above this, RESOURCE_EXHAUSTED
+    max_coalitions = 4000000            # scored by one explanation, whatever its budget's unit
     max_concurrent_explanations = 8
     max_queued_explanations = 16        # wait for a slot, at most max_queue_wait_s
     ...
@@ -54,6 +55,9 @@ class Limits:
 
     max_budget: int = 200_000
     default_budget: int = defaults.BUDGET            # what budget 0 means (at most max_budget)
+    # Distinct coalitions one explanation may score whatever its budget's unit: a budget in encoder
+    # passes buys many coalitions per pass (a product design), and a target's prices are its own.
+    max_coalitions: int = 4_000_000
     max_concurrent_explanations: int = 8
     max_queued_explanations: int = 16       # requests waiting for a slot; beyond: refused with pushback
     max_queue_wait_s: float = 30.0          # longest wait for a slot (never past the caller's deadline)

@@ -104,6 +104,9 @@ class CoalitionStore:
         cost = self._cost(new_rows, len(new))
         if cost > self.remaining + 1e-9:
             raise BudgetExhausted
+        cap = None if self.costs is None else self.costs.max_coalitions
+        if cap is not None and len(self._ids) + len(new) > cap:
+            raise BudgetExhausted
         if self.costs is not None and len(new):
             images, texts = self._new_halves(new_rows)
             self._halves[0].update(images)
