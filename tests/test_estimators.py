@@ -125,7 +125,7 @@ def test_kernel_reports_shapley_values_and_anchors(mlp):
 
 def test_kernel_on_closed_form_game_at_7x7_by_10():
     game = make_game("unanimity-low", 49, 10, seed=0)
-    est = estimate_interactions(game, 49, 10, budget=20_000, seed=0)
+    est = estimate_interactions(game, 49, 10, method="kernel", budget=20_000, seed=0)
     assert est.method == "kernel" and est.evaluations <= 20_000
     assert rel(est.phi, game.interactions("SII")) < 0.2
 
@@ -140,8 +140,10 @@ def test_more_patches_than_tokens_or_fewer_both_work():
 
 def test_auto_uses_exact_when_budget_covers_small_game():
     assert choose_method(6, 4, 1024) == "exact"
-    assert choose_method(6, 4, 1023) == "kernel"
-    assert choose_method(49, 10, 10**9) == "kernel"
+    assert choose_method(6, 4, 1023) == "sparse"
+    assert choose_method(49, 10, 10**9) == "sparse"
+    assert choose_method(49, 10, 10**9, nested=True) == "controlled"
+    assert choose_method(6, 4, 10**9, factorised=True) == "product"
 
 
 def test_progress_is_reported_up_to_evaluations(mlp):

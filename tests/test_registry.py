@@ -36,7 +36,7 @@ def test_each_estimator_runs_at_its_minimum_budget_and_not_below(name):
 
 def test_auto_names_the_estimator_it_ran():
     game = make_game("mixed", 4, 3, seed=0)
-    assert choose_method(4, 3, 1 << 7) == "exact" and choose_method(4, 3, (1 << 7) - 1) == "kernel"
+    assert choose_method(4, 3, 1 << 7) == "exact" and choose_method(4, 3, (1 << 7) - 1) == "sparse"
     est = estimate_interactions(game, 4, 3, method="auto", budget=1 << 7)
     exact = estimate_interactions(game, 4, 3, method="exact", budget=1 << 7)
     assert est.method == "exact" and np.array_equal(est.phi, exact.phi)

@@ -46,29 +46,33 @@ def _step_masks(present: np.ndarray, pats: np.ndarray, toks: np.ndarray) -> np.n
     return rows
 
 
-def multishap_estimate(
-    value_fn: ValueFunction,
-    m: int,
-    n: int,
-    budget: int,
-    seed: int,
-    index: str = "SII",
-    max_batch: int = defaults.MAX_BATCH,
-    progress: Optional[ProgressCallback] = None,
-    costs: Optional[CostModel] = None,
-) -> InteractionEstimate:
-    """Estimate the cross-modal SII (or BII) with shared-coalition Algorithm 1."""
-    n_players = m + n
-    store = CoalitionStore(value_fn, n_players, budget, max_batch, progress, costs, m)
-    anchor_ids = register_anchors(store, m, n)
-    rng = np.random.default_rng(seed)
+def alg1_sizes(n_players: int) -> np.ndarray:
+    """Algorithm 1's law of |S| for SII, q(s) ~ 1 / ((N - s)(N - s - 1)), s = 0..N-2."""
     sizes = np.arange(n_players - 1)
     q = 1.0 / ((n_players - sizes) * (n_players - sizes - 1.0))
-    q /= q.sum()
+    return q / q.sum()
 
-    steps: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    idle = 0
+
+def draw_steps(
+    store: CoalitionStore, m: int, n: int, rng: np.random.Generator, index: str,
+    q: Optional[np.ndarray] = None, stop_at: float = np.inf,
+) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], int, bool]:
+    """Register Algorithm 1's steps until the budget is spent or ``stop_at`` units are.
+
+    For SII, |S| follows ``q`` (Algorithm 1's law by default). Returns the steps as
+    (S, patches, tokens, ids) - ``patches`` and ``tokens`` the absent players (tokens
+    counted from 0), ``ids`` the step's coalitions in :func:`_step_masks` order - with the
+    number of draws made and whether the budget (or the supply of new coalitions) ran out.
+    """
+    n_players = m + n
+    sizes = np.arange(n_players - 1)
+    q = alg1_sizes(n_players) if q is None else q
+    steps = []
+    idle = draws = 0
     while store.remaining > 0 and idle < _MAX_IDLE_DRAWS:
+        if store.spent >= stop_at:
+            return steps, draws, False
+        draws += 1
         if index == "SII":
             present = np.zeros(n_players, dtype=bool)
             present[rng.permutation(n_players)[: rng.choice(sizes, p=q)]] = True
@@ -83,19 +87,41 @@ def multishap_estimate(
         try:
             ids = store.register(_step_masks(present, pats, toks))
         except BudgetExhausted:
-            break
+            return steps, draws - 1, True
         idle = 0 if store.size > before else idle + 1
-        steps.append((pats, toks - m, ids))
+        steps.append((present, pats, toks - m, ids))
+    return steps, draws, True
 
+
+def step_deltas(values: np.ndarray, pats: np.ndarray, toks: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Delta_ij(S) of one step for every absent pair, (patches, tokens)."""
+    k, l = len(pats), len(toks)
+    v = values[ids]
+    return v[1 + k + l :].reshape(k, l) - v[1 : 1 + k, None] - v[None, 1 + k : 1 + k + l] + v[0]
+
+
+def multishap_estimate(
+    value_fn: ValueFunction,
+    m: int,
+    n: int,
+    budget: int,
+    seed: int,
+    index: str = "SII",
+    max_batch: int = defaults.MAX_BATCH,
+    progress: Optional[ProgressCallback] = None,
+    costs: Optional[CostModel] = None,
+) -> InteractionEstimate:
+    """Estimate the cross-modal SII (or BII) with shared-coalition Algorithm 1."""
+    store = CoalitionStore(value_fn, m + n, budget, max_batch, progress, costs, m)
+    anchor_ids = register_anchors(store, m, n)
+    steps = [step[1:] for step in draw_steps(store, m, n, np.random.default_rng(seed), index)[0]]
     values = store.values(np.arange(store.size))
     total = np.zeros((m, n))
     count = np.zeros((m, n))
     deltas = []
     for pats, toks, ids in steps:
         checkpoint()
-        k, l = len(pats), len(toks)
-        v = values[ids]
-        delta = v[1 + k + l :].reshape(k, l) - v[1 : 1 + k, None] - v[None, 1 + k : 1 + k + l] + v[0]
+        delta = step_deltas(values, pats, toks, ids)
         total[np.ix_(pats, toks)] += delta
         count[np.ix_(pats, toks)] += 1
         deltas.append(delta)

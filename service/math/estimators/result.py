@@ -15,7 +15,9 @@ class InteractionEstimate:
     ``phi[i, j]`` is the interaction index (SII or BII) of image patch ``i`` and text token
     ``j``; ``stderr`` is the standard error of each entry (0 for exact results, ``inf``
     where an entry got no information). ``shapley`` holds first-order Shapley values of all
-    ``m + n`` players when the estimator yields them, else ``None``.
+    ``m + n`` players when the estimator yields them, else ``None``. With a precision target,
+    ``target_stderr`` is that target and ``target_stderr_reached`` says whether the largest
+    standard error fell to it before the budget ran out (both ``None`` without a target).
     """
 
     phi: np.ndarray
@@ -30,6 +32,8 @@ class InteractionEstimate:
     v_image_only: float
     v_text_only: float
     shapley: Optional[np.ndarray] = None
+    target_stderr: Optional[float] = None
+    target_stderr_reached: Optional[bool] = None
 
     @property
     def modality_interaction(self) -> float:
