@@ -55,11 +55,13 @@ class Usage:
     cost: float = 0.0
     retries: int = 0
     bounded: int = 0
+    image_encodes: int = 0    # masked images a dual encoder encoded
+    text_encodes: int = 0
 
     @classmethod
     def from_proto(cls, msg: common_pb2.Usage) -> "Usage":
         return cls(msg.requests, msg.cache_hits, msg.prompt_tokens, msg.completion_tokens, msg.cost, msg.retries,
-                   msg.bounded)
+                   msg.bounded, msg.image_encodes, msg.text_encodes)
 
 
 def _decoded(instance: Optional[common_pb2.Instance]) -> Optional[np.ndarray]:
@@ -108,6 +110,11 @@ class Explanation:
     target: Target
     usage: Usage = Usage()
     dry_run: bool = False
+    cost: float = 0.0                 # what it spent, in cost_unit (encoder passes, requests, coalitions)
+    cost_unit: str = ""
+    budget_unit: str = "coalitions"   # what ``budget`` counts: "coalitions" or "cost"
+    target_stderr: float = 0.0        # as asked (0: none)
+    target_stderr_reached: bool = False
     provenance: Provenance = field(default_factory=Provenance)
     image: Optional[np.ndarray] = field(default=None, compare=False)
 
@@ -125,6 +132,9 @@ class Explanation:
             modality_interaction=msg.modality_interaction, evaluations=msg.evaluations, seconds=msg.seconds,
             seed=msg.seed, method=msg.method, index=msg.index, budget=msg.budget,
             target=Target.from_proto(msg.target), usage=Usage.from_proto(msg.usage), dry_run=msg.dry_run,
+            cost=msg.cost, cost_unit=msg.cost_unit,
+            budget_unit="cost" if msg.budget_unit == explainer_pb2.BUDGET_UNIT_COST else "coalitions",
+            target_stderr=msg.target_stderr, target_stderr_reached=msg.target_stderr_reached,
             provenance=_provenance(instance, image_name), image=_decoded(instance) if image is None else image,
         )
 

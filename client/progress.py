@@ -11,17 +11,27 @@ from multishap.v1 import explainer_pb2
 
 @dataclass(frozen=True)
 class ProgressUpdate:
-    """One progress event of a call: coalitions scored so far of ``budget``, seconds since it began and the
-    server's estimate of the seconds left (0 when unknown)."""
+    """One progress event of a call: coalitions scored so far, the ``budget`` (in ``budget_unit``), seconds
+    since it began, the server's estimate of the seconds left (0 when unknown), and what was spent so far in
+    the target's ``cost_unit``."""
 
     evaluations: int
     budget: int
     elapsed_seconds: float
     eta_seconds: float
+    cost: float = 0.0
+    cost_unit: str = ""
+    budget_unit: str = "coalitions"
+
+    @property
+    def done(self) -> float:
+        """How much of the budget is spent, in the budget's unit."""
+        return self.cost if self.budget_unit == "cost" else float(self.evaluations)
 
     @classmethod
     def from_proto(cls, msg: explainer_pb2.Progress) -> "ProgressUpdate":
-        return cls(msg.evaluations, msg.budget, msg.elapsed_seconds, msg.eta_seconds)
+        unit = "cost" if msg.budget_unit == explainer_pb2.BUDGET_UNIT_COST else "coalitions"
+        return cls(msg.evaluations, msg.budget, msg.elapsed_seconds, msg.eta_seconds, msg.cost, msg.cost_unit, unit)
 
 
 ProgressArg = Union[bool, None, Callable[[ProgressUpdate], None]]
@@ -35,8 +45,8 @@ def new_bar(**options: Any) -> Any:
 
 
 class CallProgress:
-    """One call's progress: handed to the caller's callable, drawn as a bar of coalitions (``True``), or dropped
-    (``False`` or None)."""
+    """One call's progress: handed to the caller's callable, drawn as a bar of the budget's unit (``True``:
+    coalitions, or the target's cost unit), or dropped (``False`` or None)."""
 
     def __init__(self, progress: ProgressArg, label: str) -> None:
         if not (progress is None or isinstance(progress, bool) or callable(progress)):
@@ -51,8 +61,9 @@ class CallProgress:
             self._callback(update)
         elif self._draw:
             if self._bar is None:
-                self._bar = new_bar(desc=self._label, total=update.budget, unit=" coalitions")
-            self._bar.update(update.evaluations - self._bar.n)
+                unit = update.cost_unit if update.budget_unit == "cost" and update.cost_unit else "coalitions"
+                self._bar = new_bar(desc=self._label, total=update.budget, unit=f" {unit}")
+            self._bar.update(update.done - self._bar.n)
 
     def close(self) -> None:
         if self._bar is not None:

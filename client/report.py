@@ -13,7 +13,10 @@ from .provenance import output_stem
 
 
 def usage_line(usage: Usage, estimate: bool = False) -> str:
-    """One line on what scoring cost (or would cost), empty for targets without a bill."""
+    """One line on what scoring cost (or would cost): endpoint requests, or a dual encoder's encoder passes;
+    empty for targets that report neither."""
+    if usage.image_encodes or usage.text_encodes:
+        return f"encoded {usage.image_encodes} masked images and {usage.text_encodes} masked texts"
     if not (usage.requests or usage.cache_hits or usage.prompt_tokens):
         return ""
     verb = "would send" if estimate else "sent"
@@ -49,7 +52,11 @@ def summary(exp: Explanation) -> str:
         *([] if p.text is None else [f"text {p.text!r}, answer {p.answer!r}"
                                      f"{f', image {p.image_name}' if p.image_name else ''}"]),
         f"target {exp.target.name} ({exp.target.model_id}): {exp.target.score_semantics}",
-        f"{exp.method} {exp.index}: {exp.evaluations} coalitions of budget {exp.budget}, {exp.seconds:.2f} s, seed {exp.seed}",
+        f"{exp.method} {exp.index}: {exp.evaluations} coalitions of budget {exp.budget}"
+        f"{f' {exp.cost_unit}' if exp.budget_unit == 'cost' and exp.cost_unit else ''}, {exp.seconds:.2f} s, seed {exp.seed}",
+        *([f"cost: {exp.cost:g} {exp.cost_unit}"] if exp.cost_unit else []),
+        *([f"target standard error {exp.target_stderr:g}: "
+           f"{'reached' if exp.target_stderr_reached else 'not reached within the budget'}"] if exp.target_stderr else []),
         f"grid {rows}x{cols} patches (r0c0 top left) x {len(exp.tokens)} tokens: {' | '.join(exp.tokens)}",
         *([line] if (line := usage_line(exp.usage)) else []),
         "",

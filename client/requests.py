@@ -43,6 +43,16 @@ def masking_options(image_baseline: Optional[str] = None, blur_radius: float = 0
                                      text_mask=text_mask)
 
 
+BUDGET_UNITS = {"coalitions": explainer_pb2.BUDGET_UNIT_COALITIONS, "cost": explainer_pb2.BUDGET_UNIT_COST}
+
+
+def budget_unit_to_proto(name: str) -> int:
+    """The BudgetUnit of a name ("coalitions" or "cost")."""
+    if name not in BUDGET_UNITS:
+        raise ValueError(f"budget_unit must be one of {', '.join(BUDGET_UNITS)}; got {name!r}")
+    return BUDGET_UNITS[name]
+
+
 def build_instance(image: bytes, text: str, answer: str, grid: tuple[int, int],
                    parameters: Optional[Mapping[str, str]], masking: common_pb2.MaskingOptions) -> common_pb2.Instance:
     """The Instance message for encoded image bytes, a text and the answer being explained."""
@@ -55,19 +65,24 @@ def explain_call(image: ImageLike, text: str, *, target: str, answer: str = "", 
                  method: str = defaults.METHOD, budget: int = defaults.SERVER_BUDGET, seed: int = defaults.SEED,
                  index: str = defaults.INDEX, parameters: Optional[Mapping[str, str]] = None,
                  image_baseline: Optional[str] = None, blur_radius: float = 0.0, text_mask: str = "",
-                 dry_run: bool = False, progress: ProgressArg = False, timeout: Optional[float] = None) -> Call:
+                 dry_run: bool = False, target_stderr: float = 0.0, budget_unit: str = "coalitions",
+                 progress: ProgressArg = False, timeout: Optional[float] = None) -> Call:
     """Explain one instance: Phi, metrics, cost and provenance (see :class:`Explanation`).
 
     ``image`` is a path, encoded bytes (sent as they are), a PIL image or an array. ``budget`` 0 (the default)
     asks for the server's configured default. ``image_baseline`` ("zero", "mean", "blur"; None: the adapter's),
     ``blur_radius`` and ``text_mask`` say how masked players are rendered. ``dry_run=True`` selects the
     coalitions without scoring them: ``phi`` is zeros, ``evaluations`` the coalitions the method would score
-    and ``usage`` what the target estimates they would cost. ``progress`` is True (a bar) or a callable taking
+    and ``usage`` what the target estimates they would cost. ``target_stderr`` > 0 stops as soon as every entry's
+    standard error is at most that (``target_stderr_reached`` says whether it was, before the budget ran out).
+    ``budget_unit`` "coalitions" counts the budget in distinct coalitions, "cost" in the target's cost unit
+    (encoder passes for a dual encoder, requests for an endpoint). ``progress`` is True (a bar) or a callable taking
     :class:`ProgressUpdate`; ``timeout`` (seconds) bounds the call and its retries.
     """
     encoded, instance = _instance(image, text, answer, grid, parameters, image_baseline, blur_radius, text_mask)
     request = explainer_pb2.ExplainRequest(target=target, instance=instance, method=method, budget=budget, seed=seed,
-                                           index=index, dry_run=dry_run)
+                                           index=index, dry_run=dry_run, target_stderr=target_stderr,
+                                           budget_unit=budget_unit_to_proto(budget_unit))
     return Call("Explain", request, "explanation", "explaining", progress, timeout,
                 _converter(Explanation, request, encoded))
 

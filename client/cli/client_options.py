@@ -7,6 +7,7 @@ from typing import Optional, Sequence
 from multishap.service import defaults
 from multishap.service.rpc.convert import IMAGE_BASELINES
 
+from ..requests import BUDGET_UNITS
 from . import types
 from .env import Parser
 
@@ -32,6 +33,20 @@ def instance_options(p: Parser) -> None:
     p.option("seed", "random seed", defaults.SEED, type=types.NON_NEGATIVE)
     p.option("budget", "distinct coalitions to evaluate (0: the server's default)", defaults.SERVER_BUDGET,
              type=types.NON_NEGATIVE)
+
+
+def precision_options(p: Parser) -> None:
+    """--target-stderr and --budget-unit: stop at a precision, and count the budget in the target's cost unit."""
+    p.option("target-stderr", "stop once every entry's standard error is at most this (0: spend the budget)", 0.0,
+             type=types.number(0.0))
+    p.option("budget-unit", "what --budget counts: coalitions, or cost (the target's unit: encoder passes for a "
+             "dual encoder, requests for an endpoint)", "coalitions", type=types.one_of(BUDGET_UNITS),
+             choices=tuple(BUDGET_UNITS))
+
+
+def precision(args) -> dict[str, object]:
+    """The precision options as explain() keywords."""
+    return {"target_stderr": args.target_stderr, "budget_unit": args.budget_unit}
 
 
 def masking_options(p: Parser) -> None:

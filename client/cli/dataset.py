@@ -12,7 +12,7 @@ from multishap.service.math.estimators import INDICES, METHODS
 from multishap.service.math.estimators.registry import method_help
 
 from . import types
-from .client_options import client_options
+from .client_options import client_options, precision, precision_options
 from .env import Parser
 
 
@@ -28,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction, parent: Parser) -> None:
     p.option("index", "interaction index", defaults.INDEX, type=types.one_of(INDICES), choices=INDICES)
     p.option("budget", "distinct coalitions per instance (0: the server's default)", defaults.SERVER_BUDGET,
              type=types.NON_NEGATIVE)
+    precision_options(p)
     p.option("seed", "random seed", defaults.SEED, type=types.NON_NEGATIVE)
     p.option("concurrency", "instances explained at once", defaults.DATASET_CONCURRENCY, type=types.POSITIVE)
     p.option("out", "results file (JSON lines)", Path(defaults.RESULTS_FILE), type=types.path)
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     with ExplainerClient(args.address, timeout=args.timeout, max_retries=args.max_retries) as client:
         report = client.explain_dataset(records, target=args.target, concurrency=args.concurrency, out=args.out,
                                         grid=args.grid, method=args.method, index=args.index, budget=args.budget,
-                                        seed=args.seed)
+                                        seed=args.seed, **precision(args))
     print(report.table())
     print(f"\nMSR {report.msr:.3f}  SDR {report.sdr:.3f}  over {len(report.rows)} instances "
           f"({report.skipped} resumed from {args.out}, {len(report.failed)} failed)")

@@ -14,7 +14,8 @@ from multishap.service.math.estimators.registry import method_help
 
 from ..explanation import Target, Usage
 from . import types
-from .client_options import client_options, instance_options, masking, masking_options, parameters
+from .client_options import (client_options, instance_options, masking, masking_options, parameters, precision,
+                             precision_options)
 from .env import Parser
 from .extras import require
 
@@ -30,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction, parent: Parser) -> None:
     p.option("method", method_help(), defaults.METHOD, type=types.one_of(METHODS), choices=METHODS)
     p.option("index", "interaction index", defaults.INDEX, type=types.one_of(INDICES), choices=INDICES)
     masking_options(p)
+    precision_options(p)
     p.flag("dry-run", "only say how many coalitions the method would score and what they would cost")
     p.option("out", "folder for the JSON and PNG", "out", type=types.path)
     p.set_defaults(run=run)
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         exp = client.explain(args.image, args.text, target=args.target, answer=args.answer, grid=args.grid,
                              method=args.method, budget=args.budget, seed=args.seed, index=args.index,
                              parameters=parameters(args.param), dry_run=args.dry_run, **masking(args),
-                             progress=True)
+                             **precision(args), progress=True)
     if args.dry_run:
         print(dry_run_summary(exp))
         if warning := over_caps(exp.target, exp.usage):

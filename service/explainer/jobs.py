@@ -19,6 +19,7 @@ from prometheus_client import Counter
 
 from multishap.service.explainer.options import ExplainOptions, FaithfulnessOptions, check_scores_match
 from multishap.service.explainer.targets import CallControl, RemoteValueFunction, Target
+from multishap.service.math.costs import CostMeter
 from multishap.service.math.attributions import multishap_scores, random_scores, shapley_scores
 from multishap.service.math.estimators import InteractionEstimate, estimate_interactions
 from multishap.service.math.estimators.coalitions import MemoisedValueFunction
@@ -35,7 +36,9 @@ from multishap.service.rpc.config import Limits
 from multishap.service.rpc.request_checks import check_players
 from multishap.v1 import common_pb2, scorer_pb2
 
-Progress = Callable[[int, int], None]
+# progress(done, total[, cost, cost_unit, budget_unit]): coalitions scored and the budget, then what they
+# cost in the target's unit and which unit the budget counts (explanations give all five).
+Progress = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class ExplainOutcome:
     metrics: InstanceMetrics
     usage: common_pb2.Usage
     seconds: float
+    cost: float = 0.0      # what the explanation spent, in cost_unit
+    cost_unit: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,9 +82,10 @@ class FaithfulnessOutcome:
 class Jobs:
     """Runs explanations and faithfulness scores against targets; counts forward passes per target."""
 
-    def __init__(self, limits: Limits, forward_passes: Counter) -> None:
+    def __init__(self, limits: Limits, forward_passes: Counter, cost_units: Optional[Counter] = None) -> None:
         self.limits = limits
         self.forward_passes = forward_passes
+        self.cost_units = cost_units
 
     def _describe(self, call: Call) -> tuple[scorer_pb2.Players, int, int]:
         """The target's players and the game's size, refused when over the player limits."""
@@ -88,40 +94,54 @@ class Jobs:
         check_players(m, n, self.limits)
         return players, m, n
 
-    def _value_function(self, call: Call, num_players: int, dry_run: bool = False) -> RemoteValueFunction:
+    def _value_function(self, call: Call, players: scorer_pb2.Players, num_players: int,
+                        dry_run: bool = False) -> RemoteValueFunction:
         """The target's Score calls as a value function; scored coalitions go to /metrics (not in a dry run)."""
         counter = self.forward_passes.labels(target=call.target.name)
         scored = (lambda count: None) if dry_run else counter.inc
         return call.target.value_function(call.instance, num_players, call.control, on_scored=scored,
-                                          dry_run=dry_run)
+                                          dry_run=dry_run, players=players)
 
-    def _batch(self, call: Call) -> int:
-        """Coalitions per value-function call: enough for every Score request the target takes at once."""
-        return call.target.config.max_batch * call.target.config.max_in_flight
+    def _batch(self, call: Call, remote: RemoteValueFunction) -> int:
+        """Coalitions per value-function call: one round of the Score calls the target takes at once, each of
+        the size it prefers."""
+        return remote.sizing.batch * call.target.config.max_in_flight
 
     def explain(self, call: Call, options: ExplainOptions, seed: int, dry_run: bool) -> ExplainOutcome:
         """Φ of the instance within the options' budget (a dry run selects coalitions and scores none)."""
         start = time.perf_counter()
         players, m, n = self._describe(call)
-        remote = self._value_function(call, m + n, dry_run)
+        remote = self._value_function(call, players, m + n, dry_run)
+        meter = CostMeter(remote, m, max_coalitions=self.limits.max_coalitions)
+
+        def progress(done: int, total: int) -> None:
+            call.progress(meter.coalitions, options.budget, meter.spent, meter.costs.unit, options.budget_unit)
+
         try:
-            estimate = estimate_interactions(remote, m, n, method=options.method, budget=options.budget, seed=seed,
-                                             index=options.index, max_batch=self._batch(call),
-                                             progress=call.progress)
+            estimate = estimate_interactions(
+                meter, m, n, method=options.method, budget=options.budget, seed=seed, index=options.index,
+                max_batch=self._batch(call, remote), progress=progress, target_stderr=options.target_stderr or None,
+                budget_unit="cost" if options.counts_cost else "coalitions")
         finally:
             remote.close()
+        if self.cost_units is not None and not dry_run:
+            self.cost_units.labels(target=call.target.name, unit=meter.costs.unit).inc(meter.spent)
         return ExplainOutcome(players=players, estimate=estimate, metrics=instance_metrics(estimate.phi),
-                              usage=remote.usage, seconds=time.perf_counter() - start)
+                              usage=remote.usage, seconds=time.perf_counter() - start, cost=meter.spent,
+                              cost_unit=meter.costs.unit)
 
     def _attribution(self, options: FaithfulnessOptions, game: MemoisedValueFunction, call: Call, m: int, n: int,
-                     given: tuple[Sequence[float], Sequence[float]], seed: int) -> tuple[np.ndarray, np.ndarray]:
+                     given: tuple[Sequence[float], Sequence[float]], seed: int,
+                     batch: int) -> tuple[np.ndarray, np.ndarray]:
         """The patch and token scores to judge: the request's own, or a built-in explainer's on the same game."""
         if not options.explainer:
             return np.asarray(given[0], dtype=np.float64), np.asarray(given[1], dtype=np.float64)
         if options.explainer == "random":
             return random_scores(m, n, seed)
-        estimate = estimate_interactions(game, m, n, budget=options.budget, seed=seed, max_batch=self._batch(call),
-                                         progress=call.progress)
+        # The Shapley explainer needs the players' Shapley values, which `kernel` yields.
+        method = "auto" if options.explainer == "multishap" else "kernel"
+        estimate = estimate_interactions(game, m, n, method=method, budget=options.budget, seed=seed,
+                                         max_batch=batch, progress=call.progress)
         if options.explainer == "multishap":
             return multishap_scores(estimate.phi)
         return shapley_scores(estimate.shapley, m)
@@ -133,11 +153,11 @@ class Jobs:
         players, m, n = self._describe(call)
         if not options.explainer:
             check_scores_match(given[0], given[1], m, n)
-        remote = self._value_function(call, m + n)
+        remote = self._value_function(call, players, m + n)
         game = MemoisedValueFunction(remote)
-        batch = self._batch(call)
+        batch = self._batch(call, remote)
         try:
-            a, b = self._attribution(options, game, call, m, n, given, seed)
+            a, b = self._attribution(options, game, call, m, n, given, seed, batch)
             synergy = synergistic_faithfulness(game, m, n, a, b, steps=options.steps, eps=options.eps,
                                                max_batch=batch)
             unimodal = unimodal_faithfulness(game, m, n, a, b, steps=options.steps, eps=options.eps, max_batch=batch)

@@ -45,13 +45,37 @@ class ExplainOptions:
     method: str
     index: str
     budget: int
+    budget_unit: int = explainer_pb2.BUDGET_UNIT_COALITIONS
+    target_stderr: float = 0.0   # 0: spend the budget
+
+    @property
+    def counts_cost(self) -> bool:
+        """Whether the budget is in the target's cost unit rather than in coalitions."""
+        return self.budget_unit == explainer_pb2.BUDGET_UNIT_COST
 
 
-def explain_options(method: str, index: str, budget: int, limits: Limits) -> ExplainOptions:
-    """Method and index (any case) and the budget, checked."""
-    return ExplainOptions(method=_choice("method", method, METHODS, defaults.METHOD),
-                          index=_choice("index", index, INDICES, defaults.INDEX),
-                          budget=check_budget(budget, limits))
+def check_target_stderr(value: float) -> float:
+    """A target standard error: a finite number >= 0 (0: none)."""
+    if not math.isfinite(value) or value < 0:
+        raise InvalidArgument(f"target_stderr must be a finite number >= 0 (0: spend the budget); got {value!r}")
+    return value
+
+
+def check_budget_unit(value: int) -> int:
+    """A BudgetUnit the server knows (an unknown enum number is refused, not read as coalitions)."""
+    if value not in explainer_pb2.BudgetUnit.values():
+        known = ", ".join(explainer_pb2.BudgetUnit.keys())
+        raise InvalidArgument(f"budget_unit must be one of {known}; got {value!r}")
+    return value
+
+
+def explain_options(request: explainer_pb2.ExplainRequest, limits: Limits) -> ExplainOptions:
+    """Method and index (any case), the budget and its unit, and the target standard error, checked."""
+    return ExplainOptions(method=_choice("method", request.method, METHODS, defaults.METHOD),
+                          index=_choice("index", request.index, INDICES, defaults.INDEX),
+                          budget=check_budget(request.budget, limits),
+                          budget_unit=check_budget_unit(request.budget_unit),
+                          target_stderr=check_target_stderr(request.target_stderr))
 
 
 @dataclass(frozen=True)

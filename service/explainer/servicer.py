@@ -48,6 +48,9 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
         self.jobs = Jobs(self.limits, Counter(
             "multishap_forward_passes", "Coalitions scored by targets (model forward passes)",
             ["target"], registry=registry,
+        ), Counter(
+            "multishap_cost_units", "What explanations spent at targets, in each target's cost unit "
+            "(encoder passes, requests or coalitions)", ["target", "unit"], registry=registry,
         ))
 
     def drain(self) -> None:
@@ -94,14 +97,15 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
     def Explain(self, request: explainer_pb2.ExplainRequest,
                 context: grpc.ServicerContext) -> Iterator[explainer_pb2.ExplainEvent]:
         target = self._checked(request)
-        options = explain_options(request.method, request.index, request.budget, self.limits)
+        options = explain_options(request, self.limits)
 
         def work(control: CallControl, progress: Progress) -> explainer_pb2.Explanation:
             done = self.jobs.explain(Call(target, request.instance, control, progress), options,
                                      request.seed, request.dry_run)
             return explanation_to_proto(done.estimate, done.metrics, done.players,
                                         self._target_info(target, done.players), done.usage, done.seconds,
-                                        options.budget, request.dry_run)
+                                        options.budget, request.dry_run, budget_unit=options.budget_unit,
+                                        target_stderr=options.target_stderr, cost=done.cost, cost_unit=done.cost_unit)
 
         yield from self.streams.events("Explain", context, work, explainer_pb2.ExplainEvent, "explanation")
 

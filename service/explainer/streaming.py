@@ -22,7 +22,7 @@ from multishap.service.math.interrupt import interruptible
 from multishap.service.rpc.runtime import annotate
 from multishap.v1 import explainer_pb2
 
-Progress = Callable[[int, int], None]
+Progress = Callable[..., None]
 Work = Callable[[CallControl, Progress], Any]
 
 
@@ -72,7 +72,7 @@ class EventStreams:
         def run() -> None:
             try:
                 with interruptible(control.check):
-                    result = work(control, lambda done, total: events.put(("progress", done, total)))
+                    result = work(control, lambda *report: events.put(("progress", *report)))
                 events.put(("done", result))
             except BaseException as exc:  # noqa: BLE001 - re-raised in the RPC thread
                 events.put(("error", exc))
@@ -84,11 +84,7 @@ class EventStreams:
             while True:
                 kind, *payload = events.get()
                 if kind == "progress":
-                    done, total = payload
-                    elapsed = time.monotonic() - start
-                    eta = elapsed * (total - done) / done if done else 0.0
-                    yield explainer_pb2.Progress(evaluations=done, budget=total, elapsed_seconds=elapsed,
-                                                 eta_seconds=max(eta, 0.0))
+                    yield _progress(time.monotonic() - start, *payload)
                 elif kind == "done":
                     yield payload[0]
                     return
@@ -98,3 +94,12 @@ class EventStreams:
             control.cancel()
             worker.join()
             self.in_progress.dec()
+
+
+def _progress(elapsed: float, done: int, total: int, cost: float = 0.0, cost_unit: str = "",
+              budget_unit: int = explainer_pb2.BUDGET_UNIT_COALITIONS) -> explainer_pb2.Progress:
+    """A progress event; the ETA extrapolates what the budget counts (coalitions, or cost)."""
+    spent = cost if budget_unit == explainer_pb2.BUDGET_UNIT_COST else done
+    eta = elapsed * (total - spent) / spent if spent else 0.0
+    return explainer_pb2.Progress(evaluations=done, budget=total, elapsed_seconds=elapsed, eta_seconds=max(eta, 0.0),
+                                  cost=cost, cost_unit=cost_unit, budget_unit=budget_unit)

@@ -78,8 +78,9 @@ def metrics_from_proto(message: explainer_pb2.InstanceMetrics) -> InstanceMetric
 
 def explanation_to_proto(estimate: InteractionEstimate, metrics: InstanceMetrics, players: scorer_pb2.Players,
                          target: explainer_pb2.TargetInfo, usage: common_pb2.Usage, seconds: float,
-                         budget: int, dry_run: bool) -> explainer_pb2.Explanation:
-    """An estimate of Φ and its metrics as the Explanation message, with the players it is over."""
+                         budget: int, dry_run: bool, *, budget_unit: int = explainer_pb2.BUDGET_UNIT_COALITIONS,
+                         target_stderr: float = 0.0, cost: float = 0.0, cost_unit: str = "") -> explainer_pb2.Explanation:
+    """An estimate of Φ and its metrics as the Explanation message, with the players it is over and its cost."""
     return explainer_pb2.Explanation(
         phi=matrix_to_proto(estimate.phi), stderr=matrix_to_proto(estimate.stderr), tokens=players.tokens,
         grid=players.grid, metrics=metrics_to_proto(metrics),
@@ -88,6 +89,8 @@ def explanation_to_proto(estimate: InteractionEstimate, metrics: InstanceMetrics
         v_text_only=estimate.v_text_only, modality_interaction=estimate.modality_interaction,
         evaluations=estimate.evaluations, seconds=seconds, seed=estimate.seed or 0, method=estimate.method,
         index=estimate.index, budget=budget, target=target, usage=usage, dry_run=dry_run,
+        cost=cost, cost_unit=cost_unit, budget_unit=budget_unit, target_stderr=target_stderr,
+        target_stderr_reached=bool(estimate.target_stderr_reached),
     )
 
 
