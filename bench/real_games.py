@@ -37,7 +37,6 @@ def _table_path(name: str) -> Path:
 
 def build(name: str) -> Path:
     """Encode every masked image and text of one scene with the real model; returns the cache file."""
-    import torch
     from PIL import Image
     from skimage import data
 
@@ -52,11 +51,7 @@ def build(name: str) -> Path:
                                    grid=common_pb2.Grid(rows=rows, cols=cols))
     backend = load_backend("imagenet-zeroshot", micro_batch=8)
     prepared = backend.prepare(decode_instance(instance, 1 << 26))
-    m, n = rows * cols, len(prepared.tokens)
-    bits = lambda k: ((np.arange(1 << k)[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)  # noqa: E731
-    with torch.inference_mode():
-        image_emb = backend.encode_images(prepared.state.inputs, bits(m)).double().numpy()
-        text_emb = backend.encode_texts(prepared.state.inputs, bits(n)).double().numpy()
+    image_emb, text_emb = backend.tabulate(prepared)
     DATA.mkdir(exist_ok=True)
     path = _table_path(name)
     np.savez_compressed(path, image_emb=image_emb, text_emb=text_emb, tokens=np.array(prepared.tokens))

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable
-
 import numpy as np
 
 from multishap.service.math.estimators.exact import exact_estimate
@@ -27,23 +25,12 @@ from multishap.service.math.estimators.multishap import multishap_estimate
 from multishap.service.math.estimators.sparse import sparse_recover
 from multishap.service.math.games import make_game
 
+from estimators import TimedGame  # bench/estimators.py, beside this script
+
 BUDGETS = (4_000, 10_000, 40_000)
 GAMES = (("unanimity-low", 49, 10), ("unanimity-high", 49, 10), ("mlp", 10, 6), ("bilinear", 10, 6))
 LARGE = ("unanimity-low", 196, 16)
 
-
-class Timed:
-    """A value function that records the process time spent inside it."""
-
-    def __init__(self, game: Callable[[np.ndarray], np.ndarray]) -> None:
-        self.game = game
-        self.seconds = 0.0
-
-    def __call__(self, masks: np.ndarray) -> np.ndarray:
-        start = time.process_time()
-        out = self.game(masks)
-        self.seconds += time.process_time() - start
-        return out
 
 
 def truth(game, m: int, n: int) -> np.ndarray:
@@ -53,7 +40,7 @@ def truth(game, m: int, n: int) -> np.ndarray:
 
 def run(method: str, game, m: int, n: int, budget: int, seed: int) -> tuple[np.ndarray, float, str, int]:
     """Phi, estimator CPU seconds, the sparse outcome ("" for others) and coalitions scored."""
-    timed = Timed(game)
+    timed = TimedGame(game)
     start = time.process_time()
     outcome = ""
     if method == "sparse":

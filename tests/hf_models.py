@@ -85,3 +85,26 @@ def tiny_llava(path: Path) -> Path:
     LlavaForConditionalGeneration(config).save_pretrained(path)
     processor.save_pretrained(path)
     return path
+
+
+def zeroshot_table_game(rows: int, cols: int, caption: str):
+    """The shipped imagenet-zeroshot model's game on skimage's chelsea, tabulated over every masked image and
+    text (a TabulatedGame with exact truth: a real-model game for estimator tests)."""
+    import io
+
+    from PIL import Image
+    from skimage import data
+
+    from multishap.adapters.hf import load_backend
+    from multishap.adapters.instances import decode_instance
+    from multishap.service.math.games import TabulatedGame
+    from multishap.v1 import common_pb2
+
+    buf = io.BytesIO()
+    Image.fromarray(data.chelsea()).save(buf, format="PNG")
+    instance = common_pb2.Instance(image=buf.getvalue(), text=caption, target=caption,
+                                   grid=common_pb2.Grid(rows=rows, cols=cols))
+    backend = load_backend("imagenet-zeroshot", micro_batch=8)
+    prepared = backend.prepare(decode_instance(instance, 1 << 26))
+    image_emb, text_emb = backend.tabulate(prepared)
+    return TabulatedGame(f"zeroshot chelsea {rows}x{cols}", rows * cols, len(prepared.tokens), image_emb, text_emb)

@@ -5,7 +5,6 @@ Algorithm 1's at the same budget, the calibration of their standard errors, and 
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pytest
@@ -121,26 +120,10 @@ CAPTION = "a cat on a sunny couch"
 @pytest.fixture(scope="module")
 def real_game() -> TabulatedGame:
     """The zero-shot dual encoder on chelsea, 2x3 grid: every masked image and text encoded once."""
-    torch = pytest.importorskip("torch")
-    from PIL import Image
-    from skimage import data
+    pytest.importorskip("torch")
+    from hf_models import zeroshot_table_game
 
-    from multishap.adapters.hf import load_backend
-    from multishap.adapters.instances import decode_instance
-    from multishap.v1 import common_pb2
-
-    buf = io.BytesIO()
-    Image.fromarray(data.chelsea()).save(buf, format="PNG")
-    instance = common_pb2.Instance(image=buf.getvalue(), text=CAPTION, target=CAPTION,
-                                   grid=common_pb2.Grid(rows=2, cols=3))
-    backend = load_backend("imagenet-zeroshot", micro_batch=16)
-    prepared = backend.prepare(decode_instance(instance, 1 << 26))
-    m, n = 6, len(prepared.tokens)
-    bits = lambda k: ((np.arange(1 << k)[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)  # noqa: E731
-    with torch.inference_mode():
-        image_emb = backend.encode_images(prepared.state.inputs, bits(m)).double().numpy()
-        text_emb = backend.encode_texts(prepared.state.inputs, bits(n)).double().numpy()
-    return TabulatedGame("zeroshot chelsea 2x3", m, n, image_emb, text_emb)
+    return zeroshot_table_game(2, 3, CAPTION)
 
 
 @pytest.mark.slow

@@ -1,7 +1,6 @@
 """The `product` estimator against exact truth: on tabulated dual-encoder games, on unanimity games
 through the coalition contract, and on a small game built from the shipped real model."""
 
-import io
 
 import numpy as np
 import pytest
@@ -214,28 +213,9 @@ def test_registry_contract():
 def real_game():
     """The shipped zero-shot dual encoder on a 2x3 grid of chelsea and a short caption, tabulated."""
     pytest.importorskip("torch")
-    pytest.importorskip("skimage")
-    import torch
-    from PIL import Image
-    from skimage import data
+    from hf_models import zeroshot_table_game
 
-    from multishap.adapters.hf import load_backend
-    from multishap.adapters.instances import decode_instance
-    from multishap.v1 import common_pb2
-
-    buf = io.BytesIO()
-    Image.fromarray(data.chelsea()).save(buf, format="PNG")
-    caption = "a cat on a couch"
-    instance = common_pb2.Instance(image=buf.getvalue(), text=caption, target=caption,
-                                   grid=common_pb2.Grid(rows=2, cols=3))
-    backend = load_backend("imagenet-zeroshot", micro_batch=8)
-    prepared = backend.prepare(decode_instance(instance, 1 << 26))
-    m, n = 6, len(prepared.tokens)
-    bits = lambda k: ((np.arange(1 << k)[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)  # noqa: E731
-    with torch.inference_mode():
-        image_emb = backend.encode_images(prepared.state.inputs, bits(m)).double().numpy()
-        text_emb = backend.encode_texts(prepared.state.inputs, bits(n)).double().numpy()
-    return TabulatedGame("chelsea 2x3", m, n, image_emb, text_emb)
+    return zeroshot_table_game(2, 3, "a cat on a couch")
 
 
 @pytest.mark.slow

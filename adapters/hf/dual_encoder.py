@@ -259,6 +259,19 @@ class DualEncoderBackend(ModelBackend):
         text_emb, texts = self._embed(state.texts, text_masks, lambda r: self.encode_texts(state.inputs, r))
         return self.scale * (image_emb.double() @ text_emb.double().T).cpu().numpy(), images, texts
 
+    def tabulate(self, instance: PreparedInstance[_State]) -> tuple[np.ndarray, np.ndarray]:
+        """Every masked image's and every masked text's embedding (2^m and 2^n float64 rows, row k the mask
+        whose player i is present when bit i of k is set): the whole game as two tables, for benchmarks and
+        tests that need exact truth on a real model (``service.math.games.TabulatedGame``)."""
+        def every_mask(k: int) -> np.ndarray:
+            return ((np.arange(1 << k)[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
+
+        m, n = instance.num_patches, len(instance.tokens)
+        with torch.inference_mode():
+            images = self.encode_images(instance.state.inputs, every_mask(m)).double().cpu().numpy()
+            texts = self.encode_texts(instance.state.inputs, every_mask(n)).double().cpu().numpy()
+        return self.scale * images, texts
+
     def forward(self, instance: PreparedInstance[_State], masks: np.ndarray) -> np.ndarray:
         return self._rows(instance, masks)[0]
 
