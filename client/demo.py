@@ -52,30 +52,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"model {backend.model_id} loaded in {time.perf_counter() - start:.1f} s; adapter on "
               f"{adapter.address}, explainer on {explainer.address} "
               f"(metrics: http://127.0.0.1:{explainer.metrics_port}/metrics)")
+        shared = dict(target="zeroshot", answer="cat", grid=(rows, cols), progress=True)
         with ExplainerClient(explainer.address) as client:
-            exp = client.explain(data.chelsea(), CAPTION, target="zeroshot", answer="cat", grid=(rows, cols),
-                                 budget=args.budget, progress=True)
-        print()
-        print(summary(exp))
-        images = adapter.registry.get_sample_value("multishap_adapter_encoder_passes_total", {"encoder": "image"})
-        texts = adapter.registry.get_sample_value("multishap_adapter_encoder_passes_total", {"encoder": "text"})
-        print(f"\nencoder passes: {images:.0f} images + {texts:.0f} texts for {exp.evaluations} coalitions "
-              f"({2 * exp.evaluations / (images + texts):.1f}x fewer than encoding both inputs of every coalition)")
-        cat = exp.tokens.index("cat") if "cat" in exp.tokens else int(np.argmax(np.abs(exp.phi).sum(axis=0)))
-        column = exp.phi[:, cat].reshape(rows, cols)
-        print(f"Φ of {exp.tokens[cat]!r} over the grid (rows top to bottom):")
-        for r in range(rows):
-            print("   " + " ".join(f"{v:+.4f}" for v in column[r]))
-        json_path, png_path = save(exp, Path(args.out), "chelsea")
-        print(f"wrote {png_path} (heatmaps) and {json_path} (explanation)")
-        if args.passes:
-            with ExplainerClient(explainer.address) as client:
-                product = client.explain(data.chelsea(), CAPTION, target="zeroshot", answer="cat", grid=(rows, cols),
-                                         budget=args.passes, budget_unit="cost", progress=True)
-            print(f"\nthe same with a budget of {args.passes} encoder passes ({product.method} design):")
-            for label, e in (("coalition budget", exp), ("encoder-pass budget", product)):
-                print(f"  {label:20s} {e.method:8s} {e.cost:7.0f} {e.cost_unit} for {e.evaluations:7d} coalitions, "
-                      f"largest standard error {float(np.max(e.stderr)):.4f}")
+            exp = client.explain(data.chelsea(), CAPTION, budget=args.budget, **shared)
+            print()
+            print(summary(exp))
+            images, texts = exp.usage.image_encodes, exp.usage.text_encodes
+            print(f"\nencoder passes: {images} images + {texts} texts for {exp.evaluations} coalitions "
+                  f"({2 * exp.evaluations / (images + texts):.1f}x fewer than encoding both inputs of every coalition)")
+            cat = exp.tokens.index("cat") if "cat" in exp.tokens else int(np.argmax(np.abs(exp.phi).sum(axis=0)))
+            column = exp.phi[:, cat].reshape(rows, cols)
+            print(f"Φ of {exp.tokens[cat]!r} over the grid (rows top to bottom):")
+            for r in range(rows):
+                print("   " + " ".join(f"{v:+.4f}" for v in column[r]))
+            json_path, png_path = save(exp, Path(args.out), "chelsea")
+            print(f"wrote {png_path} (heatmaps) and {json_path} (explanation)")
+            if args.passes:
+                product = client.explain(data.chelsea(), CAPTION, budget=args.passes, budget_unit="cost", **shared)
+                print(f"\nthe same with a budget of {args.passes} encoder passes ({product.method} design):")
+                for label, e in (("coalition budget", exp), ("encoder-pass budget", product)):
+                    print(f"  {label:20s} {e.method:8s} {e.cost:7.0f} {e.cost_unit} for {e.evaluations:7d} "
+                          f"coalitions, largest standard error {float(np.max(e.stderr)):.4f}")
     finally:
         explainer.stop(None)
         servicer.close()

@@ -216,10 +216,14 @@ class Target:
         now = time.monotonic()
         return sorted(ring, key=lambda i: self._passed_over[i] > now)
 
-    def call(self, method: str, request, control: CallControl, timeout_s: Optional[float] = None,
-             first: Optional[int] = None):
+    def call(self, method: str, request, control: CallControl):
         """``method``'s reply from the first replica that answers (see :meth:`call_replica`)."""
-        return self.call_replica(method, request, control, timeout_s, first)[0]
+        return self.call_replica(method, request, control)[0]
+
+    def call_one(self, method: str, request, control: CallControl, replica: int, timeout_s: float):
+        """``method`` at ``replica`` alone, for a request only that replica can read (one naming its own
+        digest): its reply, or None after a retryable failure. NOT_FOUND raises InstanceNotHeld."""
+        return self._attempt(method, request, control, replica, [], timeout_s, digest=True)
 
     def next_replica(self) -> int:
         """The replica round-robin would try first now."""
@@ -251,8 +255,10 @@ class Target:
             f"({'; '.join(failures)})"
         )
 
-    def _attempt(self, method: str, request, control: CallControl, i: int, failures: list[str], limit: float):
-        """One call to replica ``i``: its reply, or None after a retryable failure (noted in ``failures``)."""
+    def _attempt(self, method: str, request, control: CallControl, i: int, failures: list[str], limit: float,
+                 digest: bool = False):
+        """One call to replica ``i``: its reply, or None after a retryable failure (noted in ``failures``).
+        For a request by ``digest``, NOT_FOUND raises InstanceNotHeld (send the instance again)."""
         control.check()
         future = self._calls[method][i].future(request, timeout=control.timeout(limit))
         try:
@@ -264,7 +270,7 @@ class Target:
         except grpc.RpcError as err:
             control.check()
             code = err.code()
-            if code == grpc.StatusCode.NOT_FOUND:
+            if digest and code == grpc.StatusCode.NOT_FOUND:
                 raise InstanceNotHeld(f"target {self.name!r} replica {i + 1} does not hold the instance: "
                                       f"{_details(err, self.config.addresses)}", i) from None
             if code not in RETRYABLE:
@@ -440,11 +446,8 @@ class RemoteValueFunction:
         response = None
         if known is not None:
             try:
-                response, replica = self._target.call_replica(method, known[method] + body, self._control,
-                                                              timeout, first=replica)
-            except InstanceNotHeld as gone:
-                self._by_digest.pop(gone.replica, None)
-            except InvalidArgument:
+                response = self._target.call_one(method, known[method] + body, self._control, replica, timeout)
+            except (InstanceNotHeld, InvalidArgument):
                 self._by_digest.pop(replica, None)
         if response is None:
             response, replica = self._target.call_replica(method, self._with_instance[method] + body,

@@ -77,17 +77,18 @@ class CoalitionStore:
         texts = {r.tobytes() for r in np.packbits(masks[:, self._m :], axis=1)} - self._halves[1]
         return images, texts
 
-    def _cost(self, masks: np.ndarray, new: int) -> float:
+    def _cost(self, masks: np.ndarray, new: int) -> tuple[float, tuple[set[bytes], set[bytes]]]:
+        """What ``new`` distinct new coalitions (rows ``masks``) cost, and the halves they bring."""
         if self.costs is None:
-            return float(new)
+            return float(new), (set(), set())
         images, texts = self._new_halves(masks)
-        return self.costs.of(new, len(images), len(texts))
+        return self.costs.of(new, len(images), len(texts)), (images, texts)
 
     def count_new(self, masks: np.ndarray) -> float:
         """What registering ``masks`` would cost: new distinct coalitions, or cost units with a cost model."""
         keys = self._keys(masks)
         fresh = [i for i, k in enumerate(keys) if k not in self._ids]
-        return self._cost(masks[fresh], len({keys[i] for i in fresh}))
+        return self._cost(masks[fresh], len({keys[i] for i in fresh}))[0]
 
     def register(self, masks: np.ndarray) -> np.ndarray:
         """Register coalitions (rows of a bool array) and return their ids.
@@ -101,16 +102,14 @@ class CoalitionStore:
         new = [k for k in dict.fromkeys(keys) if k not in self._ids]
         rows_by_key = {k: i for i, k in enumerate(keys)}
         new_rows = masks[[rows_by_key[k] for k in new]] if new else masks[:0]
-        cost = self._cost(new_rows, len(new))
+        cost, (images, texts) = self._cost(new_rows, len(new))
         if cost > self.remaining + 1e-9:
             raise BudgetExhausted
         cap = None if self.costs is None else self.costs.max_coalitions
         if cap is not None and len(self._ids) + len(new) > cap:
             raise BudgetExhausted
-        if self.costs is not None and len(new):
-            images, texts = self._new_halves(new_rows)
-            self._halves[0].update(images)
-            self._halves[1].update(texts)
+        self._halves[0].update(images)
+        self._halves[1].update(texts)
         self.spent += cost
         for k in new:
             self._ids[k] = len(self._masks)

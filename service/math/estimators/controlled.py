@@ -27,7 +27,6 @@ the pooled per-sample variance so that a pair whose few samples agree is not dec
 
 from __future__ import annotations
 
-from math import lgamma
 from typing import Optional
 
 import numpy as np
@@ -39,6 +38,7 @@ from multishap.service.math.estimators.base import Estimator
 from multishap.service.math.estimators.coalitions import CoalitionStore, ProgressCallback, ValueFunction
 from multishap.service.math.estimators.multishap import alg1_sizes, draw_steps, min_budget, step_deltas
 from multishap.service.math.estimators.result import InteractionEstimate
+from multishap.service.math.estimators.weights import log_binom
 from multishap.service.math.interrupt import checkpoint
 
 # Samples a pair needs per coefficient before a regression estimate is used for it.
@@ -63,12 +63,11 @@ _ALLOCATION_BINS = 12
 
 def presence_law(m: int, n: int, index: str) -> np.ndarray:
     """P(a patches and b tokens present) for S drawn over N \\ {i, j} by the index; (m, n) over a, b."""
-    log_choose = np.vectorize(lambda k, x: lgamma(k + 1) - lgamma(x + 1) - lgamma(k - x + 1))
     a = np.arange(m)[:, None]
     b = np.arange(n)[None, :]
-    counts = log_choose(m - 1, a) + log_choose(n - 1, b)
+    counts = log_binom(m - 1, a) + log_binom(n - 1, b)
     if index == "SII":
-        return np.exp(counts - log_choose(m + n - 2, a + b)) / (m + n - 1)
+        return np.exp(counts - log_binom(m + n - 2, a + b)) / (m + n - 1)
     return np.exp(counts - (m + n - 2) * np.log(2.0))
 
 

@@ -49,8 +49,9 @@ image mask, text_encode per new text mask and coalition per new coalition (every
 scored against the whole text design, once; nothing is paid twice). A value function without
 ``product`` is scored through :func:`~multishap.service.math.costs.expand_product`, i.e. as
 A * B plain coalitions: with a coalition-priced cost model the estimator still works (it
-samples the text side too), just not cheaply. ``min_budget(m, n)`` is in a dual encoder's
-units (image encode 1, text encode 1, coalition 0): one round of every stratum on both sides.
+samples the text side too), just not cheaply. ``min_budget(m, n)`` counts coalitions (the
+pairs of one round of every stratum on both sides); :func:`least_budget` prices that round
+in any cost model (at a dual encoder: one encode per mask).
 
 The design depends on the seed and on the values only (never on ``max_batch``): product
 calls are cut so that a call scores at most ``max_batch`` coalitions (at least one image mask
@@ -61,7 +62,7 @@ from __future__ import annotations
 
 from functools import partial
 from itertools import combinations
-from math import comb, factorial
+from math import comb
 from typing import Callable, Optional
 
 import numpy as np
@@ -71,6 +72,7 @@ from multishap.service.math.costs import COALITIONS, CostModel, cost_model, expa
 from multishap.service.math.estimators.base import Estimator
 from multishap.service.math.estimators.coalitions import ProgressCallback, ValueFunction, check_values
 from multishap.service.math.estimators.result import InteractionEstimate
+from multishap.service.math.estimators.weights import bii_weights, sii_weights
 from multishap.service.math.interrupt import checkpoint
 from multishap.service.math.validation import ArgumentError
 
@@ -116,13 +118,6 @@ def min_budget(m: int, n: int) -> int:
     checked against :func:`least_budget` at the target's prices)."""
     return int(least_budget(m, n, COALITIONS))
 
-
-def _weights(n_players: int, index: str) -> np.ndarray:
-    """w(s), s = 0..N-2, of the index."""
-    if index == "BII":
-        return np.full(n_players - 1, 2.0 ** -(n_players - 2))
-    return np.array([factorial(s) * factorial(n_players - s - 2) / factorial(n_players - 1)
-                     for s in range(n_players - 1)])
 
 
 def _code(players: np.ndarray | list[int]) -> int:
@@ -374,7 +369,7 @@ def product_estimate(
     """Estimate the cross-modal SII (or BII) from a stratified product design within ``budget`` cost units."""
     costs = cost_model(value_fn) if costs is None else costs
     product = product_function(value_fn) or partial(expand_product, value_fn)
-    w = _weights(m + n, index)
+    w = sii_weights(m + n) if index == "SII" else bii_weights(m + n)
     image_min = _design_bound(m, 1)
     least = least_budget(m, n, costs)
     if budget < least - 1e-9:

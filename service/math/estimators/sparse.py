@@ -77,6 +77,7 @@ from multishap.service.math.estimators.coalitions import (
 from multishap.service.math.estimators.pilot import min_budget as dense_min_budget_default
 from multishap.service.math.estimators.pilot import pilot_estimate
 from multishap.service.math.estimators.result import InteractionEstimate
+from multishap.service.math.games import MobiusGame
 
 DenseEstimator = Callable[..., InteractionEstimate]
 
@@ -344,26 +345,13 @@ def predict(terms: list[tuple[tuple[int, ...], float]], masks: np.ndarray) -> np
 
 
 def interactions(terms: list[tuple[tuple[int, ...], float]], m: int, n: int, index: str) -> np.ndarray:
-    """Cross-modal SII or BII of a game given by its Moebius terms."""
-    phi = np.zeros((m, n))
-    for players, coef in terms:
-        k = len(players)
-        if k < 2:
-            continue
-        share = coef / (k - 1) if index == "SII" else coef / 2.0 ** (k - 2)
-        pats = [p for p in players if p < m]
-        toks = [p - m for p in players if p >= m]
-        phi[np.ix_(pats, toks)] += share
-    return phi
+    """Cross-modal SII or BII of a game given by its Moebius terms (closed form, as for any MobiusGame)."""
+    return MobiusGame(m, n, tuple(terms)).interactions(index)
 
 
-def shapley_values(terms: list[tuple[tuple[int, ...], float]], n_players: int) -> np.ndarray:
+def shapley_values(terms: list[tuple[tuple[int, ...], float]], m: int, n: int) -> np.ndarray:
     """First-order Shapley values sum_{T containing k} a_T / |T| of a game given by its Moebius terms."""
-    phi = np.zeros(n_players)
-    for players, coef in terms:
-        if players:
-            phi[list(players)] += coef / len(players)
-    return phi
+    return MobiusGame(m, n, tuple(t for t in terms if t[0])).shapley()
 
 
 class _Residual:
@@ -442,7 +430,7 @@ def sparse_recover(
         index=index,
         seed=seed,
         budget=budget,
-        shapley=shapley_values(terms, n_players),
+        shapley=shapley_values(terms, m, n),
         **anchor_values(store, anchor_ids),
     )
     return estimate, SparseReport("recovered", tuple(terms), store.size, residual)
@@ -469,7 +457,7 @@ def _fall_back(store: CoalitionStore, phase: _Sparse, value_fn: ValueFunction, m
     estimate = replace(
         rest,
         phi=rest.phi + interactions(terms, m, n, index),
-        shapley=None if rest.shapley is None else rest.shapley + shapley_values(terms, m + n),
+        shapley=None if rest.shapley is None else rest.shapley + shapley_values(terms, m, n),
         method="sparse",
         budget=budget,
         evaluations=spent + residual.fresh,
@@ -488,16 +476,10 @@ def sparse_estimate(
     max_batch: int = defaults.MAX_BATCH,
     progress: Optional[ProgressCallback] = None,
     costs: Optional[CostModel] = None,
-    dense: DenseEstimator = pilot_estimate,
-    dense_min_budget: Callable[[int, int], int] = dense_min_budget_default,
 ) -> InteractionEstimate:
-    """Cross-modal SII (or BII) by sparse Moebius recovery, falling back to ``dense`` on non-sparse games.
-
-    ``dense`` takes an estimator's run() arguments (default: `pilot`); the sparse phase always leaves it at least
-    ``dense_min_budget(m, n)`` of the budget.
-    """
-    return sparse_recover(value_fn, m, n, budget, seed, index, max_batch, progress, costs, dense,
-                          dense_min_budget)[0]
+    """Cross-modal SII (or BII) by sparse Moebius recovery, falling back to `pilot` on non-sparse games
+    (:func:`sparse_recover` takes another dense estimator)."""
+    return sparse_recover(value_fn, m, n, budget, seed, index, max_batch, progress, costs)[0]
 
 
 SPARSE = Estimator(

@@ -42,7 +42,7 @@ def log_binom(n: int, k: np.ndarray | int) -> np.ndarray:
     """log C(n, k), elementwise."""
     k = np.asarray(k, dtype=np.float64)
     return np.array(
-        [lgamma(n + 1) - lgamma(x + 1) - lgamma(n - x + 1) for x in np.atleast_1d(k)]
+        [lgamma(n + 1) - lgamma(x + 1) - lgamma(n - x + 1) for x in k.ravel()]
     ).reshape(k.shape)
 
 
