@@ -44,6 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 import real_games  # noqa: E402
+from estimators import relative_error  # noqa: E402  (bench/estimators.py, beside this script)
 
 from multishap.service.math.costs import CostModel  # noqa: E402
 from multishap.service.math.estimators import estimate_interactions  # noqa: E402
@@ -59,10 +60,6 @@ HEADLINE_BUDGET = 10_000
 PASS_BUDGETS = (400, 700, 1_000, 1_500, 2_200, 3_200, 4_600, 6_600, 9_400)
 CHEAP_TEXT_BUDGETS = (300, 500, 820, 1_100, 1_500, 2_200, 3_200, 4_500)
 BII_PASSES = (400, 800, 1_600, 3_200)
-
-
-def rel(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 class Counted:
@@ -96,7 +93,7 @@ def measure(run: Callable[[Counted], np.ndarray], game: TabulatedGame, truth: np
     counted = Counted(game, costs)
     start = time.process_time()
     phi = run(counted)
-    return {"error": rel(phi, truth), "images": len(counted.images), "texts": len(counted.texts),
+    return {"error": relative_error(phi, truth), "images": len(counted.images), "texts": len(counted.texts),
             "passes": len(counted.images) + len(counted.texts), "cpu": time.process_time() - start}
 
 

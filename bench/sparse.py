@@ -19,23 +19,17 @@ import argparse
 import time
 import numpy as np
 
-from multishap.service.math.estimators.exact import exact_estimate
 from multishap.service.math.estimators.kernel import kernel_estimate
 from multishap.service.math.estimators.multishap import multishap_estimate
 from multishap.service.math.estimators.sparse import sparse_recover
 from multishap.service.math.games import make_game
 
-from estimators import TimedGame  # bench/estimators.py, beside this script
+from estimators import TimedGame, relative_error, truth  # bench/estimators.py, beside this script
 
 BUDGETS = (4_000, 10_000, 40_000)
 GAMES = (("unanimity-low", 49, 10), ("unanimity-high", 49, 10), ("mlp", 10, 6), ("bilinear", 10, 6))
 LARGE = ("unanimity-low", 196, 16)
 
-
-
-def truth(game, m: int, n: int) -> np.ndarray:
-    closed = game.interactions("SII")
-    return closed if closed is not None else exact_estimate(game, m, n).phi
 
 
 def run(method: str, game, m: int, n: int, budget: int, seed: int) -> tuple[np.ndarray, float, str, int]:
@@ -52,10 +46,6 @@ def run(method: str, game, m: int, n: int, budget: int, seed: int) -> tuple[np.n
         est = multishap_estimate(timed, m, n, budget, seed, "SII", 4096, None)
     cpu = time.process_time() - start - timed.seconds
     return est.phi, cpu, outcome, est.evaluations
-
-
-def relative_error(estimate: np.ndarray, reference: np.ndarray) -> float:
-    return float(np.linalg.norm(estimate - reference) / np.linalg.norm(reference))
 
 
 def cell(game_spec: tuple[str, int, int], budget: int, method: str, seeds: int) -> str:

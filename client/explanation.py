@@ -15,6 +15,7 @@ from multishap.service.math.metrics import InstanceMetrics
 from multishap.service.rpc.convert import matrix_from_proto, metrics_from_proto
 from multishap.v1 import common_pb2, explainer_pb2
 
+from .progress import budget_unit_name
 from .provenance import SCHEMA_VERSION, Provenance, check_schema
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ class Explanation:
             seed=msg.seed, method=msg.method, index=msg.index, budget=msg.budget,
             target=Target.from_proto(msg.target), usage=Usage.from_proto(msg.usage), dry_run=msg.dry_run,
             cost=msg.cost, cost_unit=msg.cost_unit,
-            budget_unit="cost" if msg.budget_unit == explainer_pb2.BUDGET_UNIT_COST else "coalitions",
+            budget_unit=budget_unit_name(msg.budget_unit),
             target_stderr=msg.target_stderr, target_stderr_reached=msg.target_stderr_reached,
             provenance=_provenance(instance, image_name), image=_decoded(instance) if image is None else image,
         )

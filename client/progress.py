@@ -9,6 +9,15 @@ from typing import Any, Callable, Optional, Union
 from multishap.v1 import explainer_pb2
 
 
+# What a budget counts, by name: distinct coalitions, or the target's cost unit.
+BUDGET_UNITS = {"coalitions": explainer_pb2.BUDGET_UNIT_COALITIONS, "cost": explainer_pb2.BUDGET_UNIT_COST}
+
+
+def budget_unit_name(value: int) -> str:
+    """The name of a BudgetUnit ("coalitions" or "cost")."""
+    return next((name for name, unit in BUDGET_UNITS.items() if unit == value), "coalitions")
+
+
 @dataclass(frozen=True)
 class ProgressUpdate:
     """One progress event of a call: coalitions scored so far, the ``budget`` (in ``budget_unit``), seconds
@@ -30,8 +39,8 @@ class ProgressUpdate:
 
     @classmethod
     def from_proto(cls, msg: explainer_pb2.Progress) -> "ProgressUpdate":
-        unit = "cost" if msg.budget_unit == explainer_pb2.BUDGET_UNIT_COST else "coalitions"
-        return cls(msg.evaluations, msg.budget, msg.elapsed_seconds, msg.eta_seconds, msg.cost, msg.cost_unit, unit)
+        return cls(msg.evaluations, msg.budget, msg.elapsed_seconds, msg.eta_seconds, msg.cost, msg.cost_unit,
+                   budget_unit_name(msg.budget_unit))
 
 
 ProgressArg = Union[bool, None, Callable[[ProgressUpdate], None]]

@@ -15,7 +15,7 @@ from multishap.v1 import common_pb2, explainer_pb2
 
 from .explanation import Explanation, FaithfulnessReport, Target
 from .images import EncodedImage, ImageLike, encode_image
-from .progress import ProgressArg
+from .progress import BUDGET_UNITS, ProgressArg
 
 BASELINES = {None: common_pb2.IMAGE_BASELINE_UNSPECIFIED, **IMAGE_BASELINES}
 
@@ -41,9 +41,6 @@ def masking_options(image_baseline: Optional[str] = None, blur_radius: float = 0
     """How masked players are rendered; None, 0 and "" leave the adapter's defaults."""
     return common_pb2.MaskingOptions(image_baseline=baseline_to_proto(image_baseline), blur_radius=float(blur_radius),
                                      text_mask=text_mask)
-
-
-BUDGET_UNITS = {"coalitions": explainer_pb2.BUDGET_UNIT_COALITIONS, "cost": explainer_pb2.BUDGET_UNIT_COST}
 
 
 def budget_unit_to_proto(name: str) -> int:

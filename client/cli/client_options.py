@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 from multishap.service import defaults
 from multishap.service.rpc.convert import IMAGE_BASELINES
 
-from ..requests import BUDGET_UNITS
+from ..progress import BUDGET_UNITS
 from . import types
 from .env import Parser
 
