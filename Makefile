@@ -8,7 +8,10 @@ BENCH_STAMP := $(VENV)/.installed-bench
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test bench proto clean
+.PHONY: demo test bench proto clean system-deps
+
+# apt-get as root, else through sudo.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +27,15 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 demo: $(STAMP)
 	$(BIN)/python -m multishap.client.demo
 
-test: $(STAMP)
+# What the tests need beyond .venv: a PostgreSQL server (Debian's package; the suite starts its own on
+# loopback), installed when the machine has none.
+system-deps:
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "installing PostgreSQL for the job-store tests: apt-get install postgresql"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	fi
+
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
 bench: $(BENCH_STAMP)

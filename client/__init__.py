@@ -4,11 +4,14 @@ from .errors import (CancelledError, DeadlineExceededError, ExplainerError, Fail
                      InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError,
                      UnauthenticatedError, UnavailableError, UnexpectedStatusError, UnimplementedError)
 from .explanation import Explanation, FaithfulnessReport, Metrics, Target, Usage
-from .sdk import AsyncExplainerClient, DatasetReport, ExplainerClient, ProgressUpdate
+from .jobs import AsyncJobHandle, JobHandle, JobRow, JobStatus
+from .sdk import AsyncExplainerClient, ClientTLS, DatasetReport, ExplainerClient, ProgressUpdate
 
 __all__ = [
     "AsyncExplainerClient",
+    "AsyncJobHandle",
     "CancelledError",
+    "ClientTLS",
     "DatasetReport",
     "DeadlineExceededError",
     "Explanation",
@@ -18,6 +21,9 @@ __all__ = [
     "FaithfulnessReport",
     "InternalError",
     "InvalidArgumentError",
+    "JobHandle",
+    "JobRow",
+    "JobStatus",
     "Metrics",
     "NotFoundError",
     "PermissionDeniedError",

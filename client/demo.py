@@ -5,8 +5,8 @@ weights installed from packages) and the explainer in this process on free loopb
 ports, explains a real photo (scikit-image's ``chelsea``, a cat) with the caption "a cat
 lying on a couch" through the SDK, writes the heatmap PNG and the explanation JSON under
 ``out/`` and prints the metrics. Then it explains the same instance again with a budget in
-encoder passes (``budget_unit="cost"``: the ``product`` design) and compares what each cost
-and how precise each is. A few minutes on 2 CPU cores at the defaults.
+encoder passes (``budget_unit="cost"``: the ``product`` design), as a server-side job stored in
+``out/jobs.db`` (SQLite), and compares what each cost and how precise each is. A few minutes on 2 CPU cores at the defaults.
 
 Usage: python -m multishap.client.demo [OUT_DIR] [--grid 4x4] [--budget 10000] [--passes 1000]
 """
@@ -23,7 +23,7 @@ from skimage import data
 
 from multishap.adapters.hf import load_backend
 from multishap.adapters.server import serve_adapter
-from multishap.service.rpc.config import ExplainerConfig, TargetConfig
+from multishap.service.rpc.config import ExplainerConfig, JobSettings, TargetConfig
 from multishap.service.explainer import serve_explainer
 
 from .report import save, summary
@@ -45,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     backend = load_backend("imagenet-zeroshot")
     adapter, _ = serve_adapter(backend)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     config = ExplainerConfig(targets={"zeroshot": TargetConfig("zeroshot", (adapter.address,), max_batch=512,
-                                                               max_in_flight=1)})
+                                                               max_in_flight=1)},
+                             jobs=JobSettings(store=f"sqlite:///{out / 'jobs.db'}", workers=1))
     explainer, servicer = serve_explainer(config)
     try:
         print(f"model {backend.model_id} loaded in {time.perf_counter() - start:.1f} s; adapter on "
@@ -65,11 +68,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Φ of {exp.tokens[cat]!r} over the grid (rows top to bottom):")
             for r in range(rows):
                 print("   " + " ".join(f"{v:+.4f}" for v in column[r]))
-            json_path, png_path = save(exp, Path(args.out), "chelsea")
+            json_path, png_path = save(exp, out, "chelsea")
             print(f"wrote {png_path} (heatmaps) and {json_path} (explanation)")
             if args.passes:
-                product = client.explain(data.chelsea(), CAPTION, budget=args.passes, budget_unit="cost", **shared)
-                print(f"\nthe same with a budget of {args.passes} encoder passes ({product.method} design):")
+                job = client.submit_explain(data.chelsea(), CAPTION, budget=args.passes, budget_unit="cost",
+                                            **shared)
+                product = job.result()
+                print(f"\nthe same with a budget of {args.passes} encoder passes ({product.method} design), run as "
+                      f"job {job.id} and stored in {out / 'jobs.db'} (`multishap serve --job-store "
+                      f"sqlite:///{out / 'jobs.db'}` serves it again: `multishap jobs get {job.id}`):")
                 for label, e in (("coalition budget", exp), ("encoder-pass budget", product)):
                     print(f"  {label:20s} {e.method:8s} {e.cost:7.0f} {e.cost_unit} for {e.evaluations:7d} "
                           f"coalitions, largest standard error {float(np.max(e.stderr)):.4f}")

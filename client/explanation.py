@@ -12,10 +12,10 @@ import numpy as np
 from multishap import __version__
 from multishap.service import defaults
 from multishap.service.math.metrics import InstanceMetrics
-from multishap.service.rpc.convert import matrix_from_proto, metrics_from_proto
+from multishap.service.rpc.convert import matrix_from_proto, matrix_to_proto, metrics_from_proto, metrics_to_proto
 from multishap.v1 import common_pb2, explainer_pb2
 
-from .progress import budget_unit_name
+from .progress import BUDGET_UNITS, budget_unit_name
 from .provenance import SCHEMA_VERSION, Provenance, check_schema
 
 if TYPE_CHECKING:
@@ -44,6 +44,15 @@ class Target:
                    caps.max_requests if caps.HasField("max_requests") else None,
                    caps.max_cost if caps.HasField("max_cost") else None)
 
+    def to_proto(self) -> explainer_pb2.TargetInfo:
+        msg = explainer_pb2.TargetInfo(name=self.name, addresses=self.addresses, model_id=self.model_id,
+                                       score_semantics=self.score_semantics, reachable=self.reachable)
+        if self.max_requests is not None:
+            msg.caps.max_requests = self.max_requests
+        if self.max_cost is not None:
+            msg.caps.max_cost = self.max_cost
+        return msg
+
 
 @dataclass(frozen=True)
 class Usage:
@@ -64,6 +73,9 @@ class Usage:
         return cls(msg.requests, msg.cache_hits, msg.prompt_tokens, msg.completion_tokens, msg.cost, msg.retries,
                    msg.bounded, msg.image_encodes, msg.text_encodes)
 
+    def to_proto(self) -> common_pb2.Usage:
+        return common_pb2.Usage(**asdict(self))
+
 
 def _decoded(instance: Optional[common_pb2.Instance]) -> Optional[np.ndarray]:
     """The request's image as an RGB array, or None when there is no request or no image in it."""
@@ -78,6 +90,10 @@ def _provenance(instance: Optional[common_pb2.Instance], image_name: Optional[st
     if instance is None:
         return Provenance(image_name=image_name, tool_version=__version__)
     return Provenance.from_instance(instance, image_name)
+
+
+def _matrix(values: Optional[np.ndarray]) -> common_pb2.Matrix:
+    return common_pb2.Matrix() if values is None else matrix_to_proto(values)
 
 
 def _array(values: Any) -> Optional[np.ndarray]:
@@ -138,6 +154,20 @@ class Explanation:
             target_stderr=msg.target_stderr, target_stderr_reached=msg.target_stderr_reached,
             provenance=_provenance(instance, image_name), image=_decoded(instance) if image is None else image,
         )
+
+    def to_proto(self) -> explainer_pb2.Explanation:
+        """The Explanation message this was read from (provenance and image aside): what a job store keeps."""
+        rows, cols = self.grid
+        return explainer_pb2.Explanation(
+            phi=_matrix(self.phi), stderr=_matrix(self.stderr), tokens=self.tokens,
+            grid=common_pb2.Grid(rows=rows, cols=cols), metrics=metrics_to_proto(self.metrics),
+            shapley=[] if self.shapley is None else self.shapley.tolist(), v_full=self.v_full, v_empty=self.v_empty,
+            v_image_only=self.v_image_only, v_text_only=self.v_text_only,
+            modality_interaction=self.modality_interaction, evaluations=self.evaluations, seconds=self.seconds,
+            seed=self.seed, method=self.method, index=self.index, budget=self.budget, target=self.target.to_proto(),
+            usage=self.usage.to_proto(), dry_run=self.dry_run, cost=self.cost, cost_unit=self.cost_unit,
+            budget_unit=BUDGET_UNITS[self.budget_unit], target_stderr=self.target_stderr,
+            target_stderr_reached=self.target_stderr_reached)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field but the image, as JSON types, under the current ``schema_version``."""

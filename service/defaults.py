@@ -25,6 +25,9 @@ MACRO_CHUNKS = 6
 DATASET_CONCURRENCY = 4             # instances explained at once
 RESULTS_FILE = "results.jsonl"
 
+# Server-side jobs: where `multishap serve` stores them when no store is configured.
+JOB_STORE_FILE = "~/.local/state/multishap/jobs.db"
+
 # Transport.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 EXPLAINER_ADDRESS = "127.0.0.1:50050"

@@ -11,7 +11,7 @@ import numpy as np
 from images import png
 from multishap.adapters.server import serve_adapter
 from multishap.adapters.synthetic.backend import SyntheticBackend
-from multishap.service.rpc.config import ExplainerConfig, Limits, ServerSettings, TargetConfig
+from multishap.service.rpc.config import ExplainerConfig, JobSettings, Limits, ServerSettings, TargetConfig
 from multishap.service.explainer import serve_explainer
 from multishap.v1 import common_pb2, explainer_pb2_grpc, scorer_pb2, scorer_pb2_grpc
 
@@ -113,10 +113,10 @@ def adapter(backend, **options):
 
 @contextmanager
 def explainer(targets: dict[str, list[str]], limits: Limits = Limits(), server: ServerSettings = ServerSettings(),
-              **target_options):
+              jobs: JobSettings = JobSettings(), **target_options):
     config = ExplainerConfig(
         targets={name: TargetConfig(name, tuple(addrs), **target_options) for name, addrs in targets.items()},
-        limits=limits, server=server,
+        limits=limits, server=server, jobs=jobs,
     )
     running, servicer = serve_explainer(config)
     channel = grpc.insecure_channel(running.address)

@@ -181,3 +181,19 @@ def test_the_servers_run_without_matplotlib():
         proc.terminate()
         proc.communicate(timeout=60)
     assert proc.returncode == 0
+
+
+def test_every_command_renders_its_help():
+    import argparse
+
+    from multishap.client.cli import build_parser
+
+    def parsers(parser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from parsers(child)
+
+    rendered = [p.format_help() for p in parsers(build_parser())]
+    assert len(rendered) > 15 and all("usage:" in text for text in rendered)

@@ -39,7 +39,13 @@ def call(address: str, kind: str, method: str, *args, **options):
 
 
 def public(cls) -> dict[str, inspect.Signature]:
-    return {name: inspect.signature(f) for name, f in vars(cls).items() if callable(f) and not name.startswith("_")}
+    """Each public method's signature; an async client's ``AsyncX`` result counts as the blocking one's ``X``."""
+    def plain(signature: inspect.Signature) -> inspect.Signature:
+        result = signature.return_annotation
+        return signature.replace(return_annotation=result.removeprefix("Async") if isinstance(result, str) else result)
+
+    return {name: plain(inspect.signature(f)) for name, f in vars(cls).items()
+            if callable(f) and not name.startswith("_")}
 
 
 def test_both_clients_offer_the_same_calls_with_the_same_signatures():

@@ -12,7 +12,7 @@ from multishap.service.rpc.config import ServerSettings
 
 from . import openai_adapter, types
 from .env import Parser
-from .serving import listen_options, metrics_port, serve_until_stopped
+from .serving import listen_options, listening, metrics_port, serve_until_stopped
 
 HF_SCORES = ("cosine", "logit", "probability", "log-probability")
 
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if args.adapter == "openai":
         logging.getLogger("httpx2").setLevel(logging.WARNING)  # not one line per paid request
     running, servicer = serve_adapter(lambda: _backend(args), host=args.host, port=args.port,
-                                      metrics_port=metrics_port(args.metrics_port))
+                                      metrics_port=metrics_port(args.metrics_port), **listening(args))
     backend = servicer.backend
     print(f"{args.adapter} adapter ({backend.model_id}) on {args.host}:{running.port}, "
           f"metrics on {running.metrics_port}", flush=True)

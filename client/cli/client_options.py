@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
 
 from multishap.service import defaults
 from multishap.service.rpc.convert import IMAGE_BASELINES
@@ -12,14 +14,59 @@ from . import types
 from .env import Parser
 
 
+# The environment variable a client command reads its bearer token from (a secret: never an option's value).
+TOKEN_VARIABLE = "MULTISHAP_TOKEN"
+
+
 def client_options(p: Parser, need_target: bool = True) -> None:
-    """--address, --target, --timeout and --max-retries."""
+    """--address, --target, --timeout, --max-retries and the connection's security."""
     p.option("address", "explainer address host:port", defaults.EXPLAINER_ADDRESS)
     if need_target:
         p.option("target", "target name configured on the explainer", required=True)
     p.option("timeout", "seconds before giving up, retries included", type=types.number(0.0, inclusive=False))
     p.option("max-retries", "retries of a call the busy server asks to retry later", defaults.MAX_RETRIES,
              type=types.NON_NEGATIVE)
+    security_options(p)
+
+
+def security_options(p: Parser) -> None:
+    """TLS to the explainer (--tls, --tls-ca, --tls-cert, --tls-key, --tls-server-name) and --token-file."""
+    p.flag("tls", "TLS, checked against the system's CA roots (implied by --tls-ca)")
+    p.option("tls-ca", "PEM CA bundle the explainer's certificate must chain to (turns TLS on)", type=types.path)
+    p.option("tls-cert", "PEM client certificate, for an explainer that requires mutual TLS (needs --tls-key)",
+             type=types.path)
+    p.option("tls-key", "PEM private key of --tls-cert", type=types.path)
+    p.option("tls-server-name", "name the explainer's certificate must carry, when not the address's host")
+    p.option("token-file", f"file holding the bearer token (else {TOKEN_VARIABLE}); sent only over TLS or to "
+             "a loopback address", type=types.path)
+
+
+def connection(args, environ: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
+    """The security options as ExplainerClient's ``tls`` and ``token``; ValueError when they do not go together
+    or the token file cannot be read."""
+    from multishap.service.rpc.tls import ClientTLS
+
+    environ = os.environ if environ is None else environ
+    settings = (args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name)
+    tls = None
+    if args.tls or any(value is not None for value in settings):
+        tls = ClientTLS(*settings)
+    return {"tls": tls, "token": _token(args.token_file, environ)}
+
+
+def _token(path: Optional[Path], environ: Mapping[str, str]) -> Optional[str]:
+    """The bearer token from ``path`` (its first line), else from MULTISHAP_TOKEN; None when neither has one."""
+    if path is None:
+        return environ.get(TOKEN_VARIABLE, "").strip() or None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"the token file {str(path)!r} cannot be read: "
+                         f"{getattr(err, 'strerror', None) or 'not UTF-8 text'}") from None
+    token = lines[0].strip() if lines else ""
+    if not token:
+        raise ValueError(f"the token file {str(path)!r} is empty: its first line must be the token")
+    return token
 
 
 def instance_options(p: Parser) -> None:
@@ -47,6 +94,26 @@ def precision_options(p: Parser) -> None:
 def precision(args) -> dict[str, object]:
     """The precision options as explain() keywords."""
     return {"target_stderr": args.target_stderr, "budget_unit": args.budget_unit}
+
+
+def dataset_options(p: Parser) -> None:
+    """What every instance of a manifest is explained with: grid, method, index, budget, precision and seed."""
+    from multishap.service.math.estimators import INDICES, METHODS
+    from multishap.service.math.estimators.registry import method_help
+
+    p.option("grid", "patch grid, rows x columns", defaults.GRID, type=types.grid)
+    p.option("method", method_help(), defaults.METHOD, type=types.one_of(METHODS), choices=METHODS)
+    p.option("index", "interaction index", defaults.INDEX, type=types.one_of(INDICES), choices=INDICES)
+    p.option("budget", "distinct coalitions per instance (0: the server's default)", defaults.SERVER_BUDGET,
+             type=types.NON_NEGATIVE)
+    precision_options(p)
+    p.option("seed", "random seed", defaults.SEED, type=types.NON_NEGATIVE)
+
+
+def dataset_arguments(args) -> dict[str, object]:
+    """The :func:`dataset_options` as explain() keywords."""
+    return dict(grid=args.grid, method=args.method, index=args.index, budget=args.budget, seed=args.seed,
+                **precision(args))
 
 
 def masking_options(p: Parser) -> None:

@@ -8,11 +8,9 @@ import sys
 from pathlib import Path
 
 from multishap.service import defaults
-from multishap.service.math.estimators import INDICES, METHODS
-from multishap.service.math.estimators.registry import method_help
 
 from . import types
-from .client_options import client_options, precision, precision_options
+from .client_options import client_options, connection, dataset_arguments, dataset_options
 from .env import Parser
 
 
@@ -23,13 +21,7 @@ def add_parser(sub: argparse._SubParsersAction, parent: Parser) -> None:
                                           "\"text\", \"answer\"}. Finished instances in --out are skipped.")
     p.add_argument("manifest", type=types.path, help="the JSON-lines manifest")
     client_options(p)
-    p.option("grid", "patch grid, rows x columns", defaults.GRID, type=types.grid)
-    p.option("method", method_help(), defaults.METHOD, type=types.one_of(METHODS), choices=METHODS)
-    p.option("index", "interaction index", defaults.INDEX, type=types.one_of(INDICES), choices=INDICES)
-    p.option("budget", "distinct coalitions per instance (0: the server's default)", defaults.SERVER_BUDGET,
-             type=types.NON_NEGATIVE)
-    precision_options(p)
-    p.option("seed", "random seed", defaults.SEED, type=types.NON_NEGATIVE)
+    dataset_options(p)
     p.option("concurrency", "instances explained at once", defaults.DATASET_CONCURRENCY, type=types.POSITIVE)
     p.option("out", "results file (JSON lines)", Path(defaults.RESULTS_FILE), type=types.path)
     p.set_defaults(run=run)
@@ -64,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
     from ..sdk import ExplainerClient
 
     records = read_manifest(args.manifest)
-    with ExplainerClient(args.address, timeout=args.timeout, max_retries=args.max_retries) as client:
+    with ExplainerClient(args.address, timeout=args.timeout, max_retries=args.max_retries,
+                         **connection(args)) as client:
         report = client.explain_dataset(records, target=args.target, concurrency=args.concurrency, out=args.out,
-                                        grid=args.grid, method=args.method, index=args.index, budget=args.budget,
-                                        seed=args.seed, **precision(args))
+                                        **dataset_arguments(args))
     print(report.table())
     print(f"\nMSR {report.msr:.3f}  SDR {report.sdr:.3f}  over {len(report.rows)} instances "
           f"({report.skipped} resumed from {args.out}, {len(report.failed)} failed)")

@@ -65,7 +65,7 @@ class Parser(argparse.ArgumentParser):
             default, required = self._from_env(env, self.environ[env], type), False
         shown = f"env {env}" + ("" if default is None else f"; default: {_show(default)}")
         self.add_argument(f"--{name}", type=type, default=default, required=required, choices=choices,
-                          metavar=metavar, help=f"{help} ({shown})")
+                          metavar=metavar, help=f"{help} ({shown})".replace("%", "%%"))
 
     def flag(self, name: str, help: str, default: bool = False) -> None:
         """``--name`` / ``--no-name``, also set by its variable (yes/no, true/false, on/off, 1/0)."""

@@ -14,8 +14,8 @@ from multishap.service.math.estimators.registry import method_help
 
 from ..explanation import Target, Usage
 from . import types
-from .client_options import (client_options, instance_options, masking, masking_options, parameters, precision,
-                             precision_options)
+from .client_options import (client_options, connection, instance_options, masking, masking_options, parameters,
+                             precision, precision_options)
 from .env import Parser
 from .extras import require
 
@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.dry_run:
         require("matplotlib")  # the heatmap: fail before paying for scores, not after
-    with ExplainerClient(args.address, timeout=args.timeout, max_retries=args.max_retries) as client:
+    with ExplainerClient(args.address, timeout=args.timeout, max_retries=args.max_retries,
+                         **connection(args)) as client:
         exp = client.explain(args.image, args.text, target=args.target, answer=args.answer, grid=args.grid,
                              method=args.method, budget=args.budget, seed=args.seed, index=args.index,
                              parameters=parameters(args.param), dry_run=args.dry_run, **masking(args),

@@ -18,6 +18,9 @@ EXTRA_OF = {
     "matplotlib": "plot",
     "skimage": "demo",
     "pandas": "notebook",
+    "ray": "ray",
+    "pyarrow": "audit",
+    "psycopg": "postgres",
 }
 
 

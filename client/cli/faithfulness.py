@@ -11,7 +11,7 @@ from multishap.service import defaults
 from multishap.service.math.attributions import BUILT_IN_EXPLAINERS
 
 from . import types
-from .client_options import client_options, instance_options, masking, masking_options, parameters
+from .client_options import client_options, connection, instance_options, masking, masking_options, parameters
 from .env import Parser
 from .extras import require
 
@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     scores = read_scores(args.scores)
     if args.plot:
         require("matplotlib")  # fail before the scoring, not after
-    with ExplainerClient(args.address, timeout=args.timeout, max_retries=args.max_retries) as client:
+    with ExplainerClient(args.address, timeout=args.timeout, max_retries=args.max_retries,
+                         **connection(args)) as client:
         r = client.faithfulness(args.image, args.text, target=args.target, answer=args.answer, grid=args.grid,
                                 patch_scores=scores.get("patch_scores"), token_scores=scores.get("token_scores"),
                                 explainer=args.explainer, steps=args.steps, eps=args.eps, macro_game=args.macro,

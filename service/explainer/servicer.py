@@ -9,7 +9,7 @@ codes by the interceptor.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter
@@ -18,7 +18,7 @@ from multishap.service.explainer.admission import Admission
 from multishap.service.explainer.jobs import Call, Jobs, Progress
 from multishap.service.explainer.options import explain_options, faithfulness_options
 from multishap.service.explainer.readiness import ReadinessProbe
-from multishap.service.explainer.streaming import EventStreams
+from multishap.service.explainer.streaming import EventStreams, Work
 from multishap.service.explainer.targets import CallControl, Target
 from multishap.service.rpc.config import ExplainerConfig
 from multishap.service.rpc.convert import explanation_to_proto, faithfulness_to_proto
@@ -52,13 +52,25 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
             "multishap_cost_units", "What explanations spent at targets, in each target's cost unit "
             "(encoder passes, requests or coalitions)", ["target", "unit"], registry=registry,
         ))
+        self._on_drain: list[Callable[[], None]] = []
+        self._on_close: list[Callable[[], None]] = []
+
+    def on_shutdown(self, drain: Callable[[], None], close: Callable[[], None]) -> None:
+        """Also call ``drain`` when the server starts shutting down and ``close`` when it has stopped
+        (the job runner and the job store)."""
+        self._on_drain.append(drain)
+        self._on_close.insert(0, close)
 
     def drain(self) -> None:
         """Start shutting down: explanations waiting for a slot, and any new one, are refused."""
         self.admission.close()
+        for hook in self._on_drain:
+            hook()
 
     def close(self) -> None:
         self.admission.close()
+        for hook in self._on_close:
+            hook()
         self.readiness.close()
         for target in self.targets.values():
             target.close()
@@ -94,8 +106,8 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
             reply.targets.add(name=name, addresses=self._addresses(target), reachable=target.reachable)
         return reply
 
-    def Explain(self, request: explainer_pb2.ExplainRequest,
-                context: grpc.ServicerContext) -> Iterator[explainer_pb2.ExplainEvent]:
+    def explain_work(self, request: explainer_pb2.ExplainRequest) -> Work:
+        """Check every field of ``request`` and return the work that answers it (streamed or run as a job)."""
         target = self._checked(request)
         options = explain_options(request, self.limits)
 
@@ -107,10 +119,10 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
                                         options.budget, request.dry_run, budget_unit=options.budget_unit,
                                         target_stderr=options.target_stderr, cost=done.cost, cost_unit=done.cost_unit)
 
-        yield from self.streams.events("Explain", context, work, explainer_pb2.ExplainEvent, "explanation")
+        return work
 
-    def Faithfulness(self, request: explainer_pb2.FaithfulnessRequest,
-                     context: grpc.ServicerContext) -> Iterator[explainer_pb2.FaithfulnessEvent]:
+    def faithfulness_work(self, request: explainer_pb2.FaithfulnessRequest) -> Work:
+        """Check every field of ``request`` and return the work that answers it (streamed or run as a job)."""
         target = self._checked(request)
         options = faithfulness_options(request, self.limits)
 
@@ -122,4 +134,14 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
                                          done.token_scores, done.players, self._target_info(target, done.players),
                                          done.usage, done.evaluations, done.seconds)
 
+        return work
+
+    def Explain(self, request: explainer_pb2.ExplainRequest,
+                context: grpc.ServicerContext) -> Iterator[explainer_pb2.ExplainEvent]:
+        work = self.explain_work(request)
+        yield from self.streams.events("Explain", context, work, explainer_pb2.ExplainEvent, "explanation")
+
+    def Faithfulness(self, request: explainer_pb2.FaithfulnessRequest,
+                     context: grpc.ServicerContext) -> Iterator[explainer_pb2.FaithfulnessEvent]:
+        work = self.faithfulness_work(request)
         yield from self.streams.events("Faithfulness", context, work, explainer_pb2.FaithfulnessEvent, "result")

@@ -8,11 +8,17 @@ the adapter prefers smaller calls), keeps up to ``max_in_flight`` of them in fli
 stops as soon as the explanation is cancelled or its deadline passes, cancelling the calls
 still in flight. Once an adapter has answered with the instance's digest, later calls send
 the digest instead of the instance; a replica that does not hold it is sent the instance again.
+
+A replica is one channel, to one address; an address that resolves to many servers (``dns:///`` of a
+headless Service, ``ipv4:a:p,b:p``) is balanced round-robin by its channel. A digest sent there may reach
+a server that never saw the instance: it answers NOT_FOUND and is sent the instance, so a server
+new to the instance costs one extra call. Channels use the target's TLS settings when it has them.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 import threading
@@ -49,6 +55,7 @@ from multishap.service.rpc.errors import (
 from multishap.service.math.costs import COALITIONS, CostModel
 from multishap.service.math.validation import ArgumentError
 from multishap.service.rpc.convert import add_usage
+from multishap.service.rpc.tls import open_channel
 from multishap.service.rpc.wire import pack_coalitions, unpack_values
 from multishap.service import defaults
 
@@ -58,9 +65,12 @@ SCORE_PRODUCT_PATH = "/multishap.v1.Scorer/ScoreProduct"
 _PASS_OVER_S = 1.0
 # How long a call waits for a replica to (re)connect once every replica has refused it.
 _RECONNECT_WAIT_S = 3.0
-# Reconnect backoff of the channels to replicas: short, so a restarted adapter is used soon.
+# Reconnect backoff of the channels to replicas: short, so a restarted adapter is used soon. Each channel
+# spreads its calls round-robin over every address its name resolves to, so one address may be a
+# Kubernetes headless Service (dns:///adapter.ns.svc:50051) whose pods are replicas behind one channel.
 _CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
-                    ("grpc.max_reconnect_backoff_ms", 2000)]
+                    ("grpc.max_reconnect_backoff_ms", 2000),
+                    ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]}))]
 # Characters of an adapter's own message passed on inside ours.
 _ADAPTER_DETAILS_CHARS = 200
 # A target's own credential and configuration errors reach the caller with their codes.
@@ -144,6 +154,10 @@ class CallControl:
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
+    def wait_cancelled(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for :meth:`cancel`; True once cancelled."""
+        return self._cancelled.wait(seconds)
+
     def cancel(self) -> None:
         self._cancelled.set()
         with self._lock:
@@ -184,7 +198,7 @@ class Target:
         self.config = config
         options = [("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.max_receive_message_length", max_message_bytes)] + _CHANNEL_OPTIONS
-        self._channels = [grpc.insecure_channel(a, options=options) for a in config.addresses]
+        self._channels = [open_channel(a, config.tls, options=options) for a in config.addresses]
         # Score and ScoreProduct take pre-serialised request bytes (see RemoteValueFunction).
         self._calls = {
             "Describe": [scorer_pb2_grpc.ScorerStub(c).Describe for c in self._channels],

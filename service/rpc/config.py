@@ -18,6 +18,8 @@ From a TOML file (``deploy/explainer.toml`` documents every key and its default)
     timeout_s = 30        # per Score call
     max_batch = 1024      # coalitions per Score call
     max_in_flight = 4     # Score calls in flight per explanation
+    tls_ca = "ca.pem"     # TLS to the replicas, checked against this CA (tls_cert and tls_key: mutual TLS;
+                          # tls_server_name: the name their certificate carries, when not the address's host)
 
 and from the environment, which overrides the file: ``MULTISHAP_TARGETS`` as
 ``name=host:port,host:port;other=host:port`` and ``MULTISHAP_<LIMIT>`` for every limit
@@ -35,6 +37,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional
 from multishap.service import defaults
+from multishap.service.rpc.tls import ClientTLS, check_client_tls
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class TargetConfig:
     timeout_s: float = 30.0
     max_batch: int = 1024
     max_in_flight: int = 4
+    tls: Optional[ClientTLS] = None     # [targets.NAME] tls_ca (on when set), tls_cert, tls_key, tls_server_name
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class Limits:
     max_scores: int = 4096                  # given patch or token scores of one Faithfulness request
     max_steps: int = 100                    # Faithfulness alpha steps
     max_chunks: int = 10                    # macro-game chunks (2^(2 + chunks) coalitions per step)
+    max_dataset_items: int = 10_000         # instances of one dataset job
+    max_pending_job_items: int = 100_000    # job items waiting or running, per identity (all callers without tokens)
 
 
 @dataclass(frozen=True)
@@ -85,20 +91,35 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class JobSettings:
+    """Where jobs are stored and how this replica runs them (see :mod:`multishap.service.jobstore`)."""
+
+    store: str = ""                         # SQLAlchemy URL; "" keeps jobs in memory (lost on exit)
+    workers: int = 2                        # job items this replica explains at once (0: store and serve only)
+    lease_s: float = 30.0                   # a replica that stops renewing its items' leases this long loses them
+    poll_s: float = 0.5                     # how often idle workers, and WatchJob, look at the store
+
+
+@dataclass(frozen=True)
 class ExplainerConfig:
     targets: dict[str, TargetConfig] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     server: ServerSettings = field(default_factory=ServerSettings)
+    jobs: JobSettings = field(default_factory=JobSettings)
 
 
 # Lower bounds of the numeric settings; every other one must be at least 1.
 _MINIMUM = {"max_queued_explanations": 0, "max_queue_wait_s": 0.0, "probe_interval_s": 0.1, "grace_s": 0.0,
-            "drain_delay_s": 0.0}
+            "drain_delay_s": 0.0, "workers": 0, "lease_s": 1.0, "poll_s": 0.05}
 
 
 def _checked(where: str, key: str, value: Any, default: Any) -> Any:
     """``value`` as the type of ``default``, in range; ValueError naming ``where``, the key and the type."""
     kind = type(default)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: {key} must be a string; got {value!r}")
+        return value
     if kind is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{where}: {key} must be true or false; got {value!r}")
@@ -133,8 +154,31 @@ def _target(where: str, name: str, spec: Mapping[str, Any]) -> TargetConfig:
     addresses = spec.get("addresses")
     if not isinstance(addresses, list) or not addresses or not all(isinstance(a, str) and a for a in addresses):
         raise ValueError(f"{where}: target {name!r} needs a non-empty list of addresses (host:port)")
-    rest = {k: v for k, v in spec.items() if k != "addresses"}
-    return _settings(TargetConfig, where, f"targets.{name}", rest, name=name, addresses=tuple(addresses))
+    rest = {k: v for k, v in spec.items() if k != "addresses" and k not in _TLS_KEYS}
+    return _settings(TargetConfig, where, f"targets.{name}", rest, name=name, addresses=tuple(addresses),
+                     tls=_target_tls(where, name, spec))
+
+
+# A target's TLS keys and the ClientTLS fields they set.
+_TLS_KEYS = {"tls_ca": "ca", "tls_cert": "cert", "tls_key": "key", "tls_server_name": "server_name"}
+
+
+def _target_tls(where: str, name: str, spec: Mapping[str, Any]) -> Optional[ClientTLS]:
+    """The TLS settings of ``[targets.NAME]``, their files read and checked; None without ``tls_ca``."""
+    given = {k: v for k, v in spec.items() if k in _TLS_KEYS}
+    for key, value in given.items():
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{where}: [targets.{name}] {key} must be a non-empty string; got {value!r}")
+    if not given:
+        return None
+    if "tls_ca" not in given:
+        raise ValueError(f"{where}: [targets.{name}] sets {sorted(given)} without tls_ca, the CA bundle that "
+                         f"turns TLS on")
+    values = {_TLS_KEYS[k]: (v if k == "tls_server_name" else Path(v)) for k, v in given.items()}
+    try:
+        return check_client_tls(ClientTLS(**values))
+    except ValueError as err:
+        raise ValueError(f"{where}: [targets.{name}]: {err}") from None
 
 
 def parse_targets_env(value: str) -> dict[str, TargetConfig]:
@@ -176,15 +220,17 @@ def load_config(path: Optional[str | Path] = None, environ: Mapping[str, str] = 
             raise ValueError(f"cannot read the configuration file {path}: {err.strerror}") from None
         except tomllib.TOMLDecodeError as err:
             raise ValueError(f"{path} is not valid TOML: {err}") from None
-    unknown = set(data) - {"targets", "limits", "server"}
+    unknown = set(data) - {"targets", "limits", "server", "jobs"}
     if unknown:
-        raise ValueError(f"{where}: unknown sections {sorted(unknown)}; expected [server], [limits] and [targets.NAME]")
+        raise ValueError(f"{where}: unknown sections {sorted(unknown)}; expected [server], [limits], [jobs] and "
+                         "[targets.NAME]")
     targets = {name: _target(where, name, spec) for name, spec in data.get("targets", {}).items()}
     limits = _settings(Limits, where, "limits", data.get("limits", {}))
     server = _settings(ServerSettings, where, "server", data.get("server", {}))
+    jobs = _settings(JobSettings, where, "jobs", data.get("jobs", {}))
     if environ.get("MULTISHAP_TARGETS"):
         targets.update(parse_targets_env(environ["MULTISHAP_TARGETS"]))
     limits = _environment_limits(limits, environ)
     if limits.default_budget > limits.max_budget:
         limits = replace(limits, default_budget=limits.max_budget)
-    return ExplainerConfig(targets=targets, limits=limits, server=server)
+    return ExplainerConfig(targets=targets, limits=limits, server=server, jobs=jobs)

@@ -71,11 +71,32 @@ class Cancelled(ServiceError):
 
 
 class Unauthenticated(ServiceError):
-    """A target's credentials were refused (e.g. an adapter's API key)."""
+    """Credentials were refused: the caller's bearer token, or a target's (e.g. an adapter's API key)."""
+
+
+class MissingToken(Unauthenticated):
+    """The call carries no bearer token where the server requires one."""
+
+    def __init__(self) -> None:
+        super().__init__("a bearer token is required (metadata authorization: Bearer <token>)")
+
+
+class UnknownToken(Unauthenticated):
+    """The call's bearer token is none of the server's."""
+
+    def __init__(self) -> None:
+        super().__init__("the bearer token is not valid")
 
 
 class PermissionDenied(ServiceError):
-    """A target refused the call for lack of permission."""
+    """The caller, or a target asked on its behalf, refused the call for lack of permission."""
+
+
+class MethodNotAllowed(PermissionDenied):
+    """A known caller called a method its token does not allow."""
+
+    def __init__(self, identity: str, method: str) -> None:
+        super().__init__(f"identity {identity!r} is not allowed to call {method}")
 
 
 class FailedPrecondition(ServiceError):

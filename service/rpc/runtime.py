@@ -8,6 +8,12 @@ writes one structured log line per RPC. Servers are bound before anything slow h
 (:func:`bind_server`), so a taken port fails at once; every server also serves
 grpc.health.v1, server reflection and Prometheus ``/metrics`` (with process metrics) from
 a registry of its own, so several servers can share one process, as in tests and the demo.
+
+A server may serve TLS (mutual TLS with a client CA; certificates reloaded when their files change,
+see :mod:`.tls`), keep /metrics on its own host (loopback by default, whatever ``host`` is), answer
+health checks alone on a second, plaintext port (for Kubernetes gRPC probes when the main port needs
+client certificates), and close each connection after ``max_connection_age_s`` (with a grace for the
+calls in flight) so that clients re-resolve and spread over new replicas.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import uuid
 from concurrent import futures
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -39,6 +45,7 @@ from prometheus_client import (
 from multishap.service import defaults
 from multishap.service.rpc.errors import UndecodableRequest, clip
 from multishap.service.rpc.status import status_code
+from multishap.service.rpc.tls import ServerTLS, server_credentials
 
 log = logging.getLogger("multishap")
 
@@ -46,6 +53,10 @@ log = logging.getLogger("multishap")
 MAX_DETAILS_CHARS = 400
 # Methods whose successful calls are logged at DEBUG only (probes run every few seconds).
 _QUIET = {"Check", "Watch"}
+# How long a client connection lives before the server asks the client to reconnect (0: for ever), and
+# how long calls in flight on it then get to finish.
+MAX_CONNECTION_AGE_S = 300.0
+MAX_CONNECTION_AGE_GRACE_S = 3600.0
 
 
 class _Undecodable:
@@ -263,7 +274,7 @@ def _tolerant(deserializer: Optional[Callable[[bytes], Any]]) -> Optional[Callab
 
 @dataclass
 class RunningServer:
-    """A started gRPC server with its ports; ``stop()`` shuts down gRPC and /metrics."""
+    """A started gRPC server with its ports; ``stop()`` shuts down gRPC, the health port and /metrics."""
 
     server: grpc.Server
     port: int
@@ -271,6 +282,8 @@ class RunningServer:
     registry: CollectorRegistry
     health: health.HealthServicer
     _http: Optional[object] = field(default=None, repr=False)
+    health_port: Optional[int] = None
+    _health_server: Optional[grpc.Server] = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
@@ -280,9 +293,16 @@ class RunningServer:
         """Refuse new RPCs, give those in flight ``grace`` seconds, then cancel them."""
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+        _close(self._health_server, self._http)
+
+
+def _close(health_server: Optional[grpc.Server], http: Optional[object]) -> None:
+    """Stop the health-only server and the /metrics server, where there are any."""
+    if health_server is not None:
+        health_server.stop(None).wait()
+    if http is not None:
+        http.shutdown()
+        http.server_close()
 
 
 @dataclass
@@ -294,9 +314,12 @@ class BoundServer:
     metrics_port: Optional[int]
     registry: CollectorRegistry
     _http: Optional[object] = field(default=None, repr=False)
+    health_port: Optional[int] = None
+    _health_server: Optional[grpc.Server] = field(default=None, repr=False)
 
     def start(self, register: Callable[[grpc.Server], None], service_names: Iterable[str]) -> RunningServer:
-        """Register the services, health and reflection, and start serving."""
+        """Register the services, health and reflection, and start serving; the health-only port,
+        when there is one, answers from the same health status."""
         register(self.server)
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self.server)
@@ -305,14 +328,37 @@ class BoundServer:
             health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         reflection.enable_server_reflection(names + [reflection.SERVICE_NAME, health.SERVICE_NAME], self.server)
         self.server.start()
-        return RunningServer(self.server, self.port, self.metrics_port, self.registry, health_servicer, self._http)
+        if self._health_server is not None:
+            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, self._health_server)
+            self._health_server.start()
+        return RunningServer(self.server, self.port, self.metrics_port, self.registry, health_servicer, self._http,
+                             self.health_port, self._health_server)
 
     def close(self) -> None:
         """Release the ports of a server that was never started."""
         self.server.stop(None)
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+        _close(self._health_server, self._http)
+
+
+def _listen(server: grpc.Server, host: str, port: int, tls: Optional[ServerTLS] = None) -> int:
+    """Bind ``host:port`` (plaintext, or TLS); OSError naming the address when it is taken."""
+    address = f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address) if tls is None else server.add_secure_port(
+            address, server_credentials(tls))
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise OSError(f"could not listen on {address} (is the port in use?)")
+    return bound
+
+
+def _connection_age(seconds: float) -> list[tuple[str, int]]:
+    """The channel arguments that close a connection after ``seconds`` (none for 0)."""
+    if seconds <= 0:
+        return []
+    return [("grpc.max_connection_age_ms", int(seconds * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(MAX_CONNECTION_AGE_GRACE_S * 1000))]
 
 
 def bind_server(
@@ -322,36 +368,48 @@ def bind_server(
     metrics_port: Optional[int] = 0,
     max_workers: int = 16,
     max_message_bytes: int = defaults.MAX_MESSAGE_BYTES,
+    *,
+    tls: Optional[ServerTLS] = None,
+    metrics_host: str = "127.0.0.1",
+    health_port: Optional[int] = None,
+    max_connection_age_s: float = MAX_CONNECTION_AGE_S,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> BoundServer:
-    """Bind the gRPC port (exclusively: no SO_REUSEPORT sharing with another process) and the
-    /metrics port (unless None); OSError naming the address when one is taken. Port 0 picks
-    a free port."""
+    """Bind the gRPC port (exclusively: no SO_REUSEPORT sharing with another process; TLS with
+    ``tls``), the /metrics port on ``metrics_host`` (unless None) and the plaintext health-only port
+    (when given); OSError naming the address when one is taken, ValueError for bad TLS files. Port 0
+    picks a free port. ``interceptors`` run inside the one that maps exceptions to statuses, so what
+    they raise is answered, counted and logged like a handler's error."""
+    if max_connection_age_s < 0:
+        raise ValueError(f"max_connection_age_s must be at least 0; got {max_connection_age_s!r}")
     errors = Counter("multishap_rpc_errors", "RPCs that ended in an error, by method and status code",
                      ["method", "code"], registry=registry)
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         collector(registry=registry)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=[ExceptionInterceptor(errors)],
+        interceptors=[ExceptionInterceptor(errors), *interceptors],
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.so_reuseport", 0),
-        ],
+        ] + _connection_age(max_connection_age_s),
     )
+    health_server, health_bound, http, metrics_bound = None, None, None, None
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
-    except RuntimeError:
-        bound = 0
-    if bound == 0:
-        raise OSError(f"could not listen on {host}:{port} (is the port in use?)")
-    http, metrics_bound = None, None
-    if metrics_port is not None:
-        try:
-            http, _ = start_http_server(metrics_port, addr=host, registry=registry)
-        except OSError as err:
-            server.stop(None)
-            raise OSError(f"could not serve /metrics on {host}:{metrics_port}: {err.strerror}") from None
-        metrics_bound = http.server_port
-    return BoundServer(server, bound, metrics_bound, registry, http)
-
+        bound = _listen(server, host, port, tls)
+        if health_port is not None:
+            health_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"),
+                                        options=[("grpc.so_reuseport", 0)])
+            health_bound = _listen(health_server, host, health_port)
+        if metrics_port is not None:
+            try:
+                http, _ = start_http_server(metrics_port, addr=metrics_host, registry=registry)
+            except OSError as err:
+                raise OSError(f"could not serve /metrics on {metrics_host}:{metrics_port}: {err.strerror}") from None
+            metrics_bound = http.server_port
+    except BaseException:
+        server.stop(None)
+        _close(health_server, None)
+        raise
+    return BoundServer(server, bound, metrics_bound, registry, http, health_bound, health_server)
