@@ -35,8 +35,11 @@ system-deps:
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	fi
 
+# Test processes (CI has 2 cores); each test file runs whole in one of them.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/faithfulness.py
