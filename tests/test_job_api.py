@@ -258,3 +258,31 @@ def test_a_stopping_explainer_ends_its_watches_so_clients_move_on(tmp_path):
             with pytest.raises(grpc.RpcError) as err:
                 list(stream)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "stopping" in err.value.details()
+
+
+def test_watches_are_bounded_and_a_closed_one_frees_its_slot(tmp_path):
+    from multishap.service.explainer.jobs_servicer import MAX_WATCHES
+
+    with adapters(SyntheticBackend()) as (a,), explainer({"syn": [a.address]}, jobs=JobSettings(
+            f"sqlite:///{tmp_path / 'jobs.db'}", 0)) as (e, _, _):
+        with grpc.insecure_channel(e.address) as channel:
+            jobs = jobs_pb2_grpc.JobsStub(channel)
+            job = jobs.SubmitJob(jobs_pb2.SubmitJobRequest(explain=explain_request(instance=instance())), timeout=30)
+            streams = [jobs.WatchJob(jobs_pb2.WatchJobRequest(id=job.id), timeout=30) for _ in range(MAX_WATCHES)]
+            for stream in streams:
+                next(stream)
+            with pytest.raises(grpc.RpcError) as err:
+                next(jobs.WatchJob(jobs_pb2.WatchJobRequest(id=job.id), timeout=30))
+            streams[0].cancel()
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    next(jobs.WatchJob(jobs_pb2.WatchJobRequest(id=job.id), timeout=30))
+                    break
+                except grpc.RpcError:
+                    assert time.monotonic() < deadline, "a cancelled watch never gave its slot back"
+                    time.sleep(0.1)
+            for stream in streams[1:]:
+                stream.cancel()
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "too many jobs are being watched" in \
+        err.value.details()

@@ -42,6 +42,13 @@ def default_job_store() -> str:
     return f"sqlite:///{path}"
 
 
+def _store_kind(url: str) -> str:
+    """What the job store is, without its URL (which may hold a password): "sqlite", "postgresql", ..."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).get_backend_name()
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM, then drain: the queue is refused, work in flight gets the grace period."""
     from multishap.service.explainer import serve_explainer
@@ -59,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
                                         **listening(args))
     print(f"explainer on {args.host}:{running.port}{' (TLS)' if args.tls_cert else ''}, "
           f"metrics on {running.metrics_port}, health port {running.health_port or 'off'}, "
-          f"targets: {', '.join(config.targets)}", flush=True)
+          f"targets: {', '.join(config.targets)}, jobs in {_store_kind(config.jobs.store)} "
+          f"({config.jobs.workers} workers)", flush=True)
     grace = config.server.grace_s if args.grace is None else args.grace
     delay = config.server.drain_delay_s if args.drain_delay is None else args.drain_delay
     try:
