@@ -104,19 +104,21 @@ def run_audit(records: Iterable[Mapping[str, Any]], *, address: str, targets: Se
     check_options(explain_options)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    stored = job_store_sink(job_store, job_name, records, targets, explain_options)
     with exclusive(out):
-        store = ParquetSink(out)
-        audit = _Audit([store, *sinks, *stored], records, list(targets), explain_options, progress)
-        connection = Connection(address, timeout=timeout, max_retries=max_retries, tls=tls, token=token)
+        stored = job_store_sink(job_store, job_name, records, targets, explain_options)
         try:
-            _engine(engine, ray_address)(audit.todo, connection, audit.settle, concurrency=concurrency,
-                                         max_in_flight_per_target=max_in_flight_per_target)
+            store = ParquetSink(out)
+            audit = _Audit([store, *sinks, *stored], records, list(targets), explain_options, progress)
+            connection = Connection(address, timeout=timeout, max_retries=max_retries, tls=tls, token=token)
+            try:
+                _engine(engine, ray_address)(audit.todo, connection, audit.settle, concurrency=concurrency,
+                                             max_in_flight_per_target=max_in_flight_per_target)
+            finally:
+                audit.progress.close()
+            store.compact()
         finally:
-            audit.progress.close()
             for sink in stored:
                 sink.close()
-        store.compact()
     report = audit.report(store)
     for sink in stored:
         report.jobs.update({target: job.id for target, job in sink.jobs.items()})

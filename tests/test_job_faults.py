@@ -119,11 +119,26 @@ def test_an_expired_lease_moves_the_item_and_the_late_holder_stores_nothing(job_
         time.sleep(1.1)
         second = store.claim("replica-2", lease_s=30.0)
         assert second is not None and second.attempts == 2
-        assert not store.renew(first, "replica-1", 30.0)            # the first holder learns it lost the item
+        assert store.renew(first, "replica-1", 30.0) == "lost"      # the first holder learns it lost the item
         assert store.finish(first, "replica-1", b"late", None) is None
         assert store.finish(second, "replica-2", b"result", None, 0.25) == 1
         [row] = store.rows(job.id)
         assert row.result == b"result" and store.get(job.id).state == 3
+    finally:
+        store.close()
+
+
+def test_a_claim_is_fenced_from_a_later_claim_of_the_same_replica(job_store_url):
+    store = open_store(job_store_url)
+    try:
+        job = store.submit(3, "syn", "", "", [("a", b"request")])
+        stalled = store.claim("replica-1", lease_s=0.5)
+        time.sleep(0.6)
+        again = store.claim("replica-1", lease_s=30.0)             # another worker of the same replica
+        assert store.renew(stalled, "replica-1", 30.0) == "lost"
+        store.release(stalled, "replica-1")                         # must not re-queue the item under `again`
+        assert store.finish(stalled, "replica-1", b"late", None) is None
+        assert store.finish(again, "replica-1", b"result", None) == 1 and store.rows(job.id)[0].result == b"result"
     finally:
         store.close()
 
@@ -153,3 +168,33 @@ def test_an_item_whose_target_is_down_waits_for_it_rather_than_failing(tmp_path)
             status = job.status()
             job.cancel()
     assert status.state == "running" and status.items_done == 0
+
+
+def test_an_external_runner_replaces_an_error_row_with_a_later_success(job_store_url):
+    store = open_store(job_store_url)
+    try:
+        job = store.submit(3, "syn", "audit-1", "", [("a", b"request"), ("b", b"request")], runner="audit",
+                           keys=["ka", "kb"])
+        assert store.claim("replica-1", lease_s=30.0) is None       # replicas never claim an external job
+        assert store.record(job.id, "a", None, "UNAVAILABLE: down") == 1
+        assert store.record(job.id, "b", b"ok-b", None, 0.5) == 2
+        ended = store.get(job.id)
+        assert store.record(job.id, "a", b"ok-a", None, 0.25) == 1  # a resumed audit redid it
+        after = store.get(job.id)
+        assert (ended.state, ended.items_failed) == (3, 1) and (after.state, after.items_failed) == (3, 0)
+        assert store.keys(job.id) == {"a": ("ka", True), "b": ("kb", True)}
+        assert store.record(job.id, "b", b"again", None) is None    # a success is never replaced
+    finally:
+        store.close()
+
+
+def test_a_replica_claims_only_items_of_its_own_targets(tmp_path):
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    with adapters(SlowBackend(0.0)) as (a,), \
+            explainer({"syn": [a.address]}, jobs=JobSettings(url, workers=2, lease_s=5.0, poll_s=0.02)) as (one, _, _), \
+            explainer({"other": [a.address]}, jobs=JobSettings(url, workers=0)) as (two, _, _):
+        with ExplainerClient(two.address, timeout=60) as client:
+            job = client.submit_dataset(records(2), target="other", **OPTIONS)
+            time.sleep(0.5)
+            status = job.status()
+    assert status.state == "queued" and status.items_done == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from multishap.service.jobstore import JobRecord, JobStore, RowRecord
 from multishap.service.math.metrics import dataset_metrics
 from multishap.service.rpc.convert import add_usage
-from multishap.v1 import common_pb2, explainer_pb2, jobs_pb2
+from multishap.v1 import common_pb2, jobs_pb2
 
 
 def job_message(store: JobStore, record: JobRecord, with_result: bool = True) -> jobs_pb2.Job:
@@ -39,9 +39,9 @@ def row_message(kind: int, row: RowRecord) -> jobs_pb2.JobRow:
     if row.result is None:
         message.error = row.error or ""
     elif kind == jobs_pb2.JOB_KIND_FAITHFULNESS:
-        message.faithfulness.CopyFrom(explainer_pb2.FaithfulnessResult.FromString(row.result))
+        message.faithfulness.ParseFromString(row.result)
     else:
-        message.explanation.CopyFrom(explainer_pb2.Explanation.FromString(row.result))
+        message.explanation.ParseFromString(row.result)
     return message
 
 

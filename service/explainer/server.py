@@ -70,7 +70,8 @@ def _job_service(config: ExplainerConfig, servicer: ExplainerServicer, registry:
     """The Jobs servicer over the configured store, with this replica's workers; the explainer's shutdown ends
     the watches, stops the workers (in the same grace period as its RPCs) and then closes the store."""
     store = open_store(config.jobs.store)
-    runner = JobRunner(store, work_for(servicer), config.jobs, registry) if config.jobs.workers else None
+    runner = (JobRunner(store, work_for(servicer), config.jobs, registry, servicer.targets)
+              if config.jobs.workers else None)
     stopping: list[threading.Thread] = []
     jobs = JobsServicer(store, servicer, runner, config.jobs.poll_s)
 

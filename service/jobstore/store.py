@@ -19,7 +19,7 @@ import uuid
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Collection, Iterator, Optional, Sequence
 
 from sqlalchemy import Engine, and_, create_engine, event, func, or_, select, text, update
 from sqlalchemy.pool import StaticPool
@@ -28,6 +28,8 @@ from multishap.service.jobstore.tables import (CANCELLED, ENDED, FAILED, ITEM_DO
                                                QUEUED, RUNNING, SUCCEEDED, items, jobs)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Tries of a claim that another claimer beat to its item before giving up until the next poll.
+CLAIM_TRIES = 3
 # Serialises concurrent migrations of one PostgreSQL database (replicas starting together).
 _MIGRATION_LOCK = 0x6D756C7469  # "multi"
 
@@ -95,6 +97,13 @@ class JobStore:
         with self._lock, self.engine.begin() as conn:
             yield conn
 
+    @contextmanager
+    def _read(self) -> Iterator:
+        """A connection for reading; on SQLite it takes the writers' turn too (a memory store's one shared
+        connection must never be read while a write is half done)."""
+        with self._lock, self.engine.connect() as conn:
+            yield conn
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -119,7 +128,7 @@ class JobStore:
         return found
 
     def get(self, job_id: str) -> Optional[JobRecord]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
         return None if row is None else JobRecord(**row._mapping)
 
@@ -134,7 +143,7 @@ class JobStore:
         if after is not None:
             created, job_id = after
             query = query.where(or_(jobs.c.created < created, and_(jobs.c.created == created, jobs.c.id < job_id)))
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [JobRecord(**row._mapping) for row in conn.execute(query)]
 
     def cancel(self, job_id: str) -> Optional[JobRecord]:
@@ -148,22 +157,29 @@ class JobStore:
         """Items of ``owner``'s jobs that have not ended and have no row yet."""
         query = select(func.coalesce(func.sum(jobs.c.items_total - jobs.c.items_done), 0)).where(
             jobs.c.owner == owner, jobs.c.state.in_((QUEUED, RUNNING)))
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return int(conn.execute(query).scalar_one())
 
-    def fail(self, job_id: str, error: str) -> None:
-        """End a job that cannot run at all (its target is no longer configured, ...)."""
-        with self._transaction() as conn:
-            conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.state.in_((QUEUED, RUNNING)))
-                         .values(state=FAILED, error=error, finished=time.time(), version=jobs.c.version + 1))
+    def claim(self, owner: str, lease_s: float, targets: Optional[Collection[str]] = None) -> Optional[ItemClaim]:
+        """Take the oldest job's next item (at one of ``targets``, when given) that nobody holds, whose holder's
+        lease expired, or whose retry delay is over; None when there is none."""
+        for _ in range(CLAIM_TRIES):
+            claimed = self._claim_once(owner, lease_s, targets)
+            if claimed is not False:
+                return claimed
+        return None
 
-    def claim(self, owner: str, lease_s: float) -> Optional[ItemClaim]:
-        """Take the oldest job's next item that nobody holds (or whose holder's lease expired), or None."""
+    def _claim_once(self, owner: str, lease_s: float, targets: Optional[Collection[str]]):
+        """One claim: the item, None when no item is free, False when another claimer took it first."""
         now = time.time()
-        free = or_(items.c.state == ITEM_QUEUED, and_(items.c.state == ITEM_RUNNING, items.c.lease_expires < now))
+        free = or_(and_(items.c.state == ITEM_QUEUED, items.c.lease_expires <= now),
+                   and_(items.c.state == ITEM_RUNNING, items.c.lease_expires < now))
+        wanted = [jobs.c.state.in_((QUEUED, RUNNING)), jobs.c.runner == "", free]
+        if targets is not None:
+            wanted.append(jobs.c.target.in_(sorted(targets)))
         candidate = (select(items.c.job_id, items.c.position)
                      .join(jobs, jobs.c.id == items.c.job_id)
-                     .where(jobs.c.state.in_((QUEUED, RUNNING)), jobs.c.runner == "", free)
+                     .where(*wanted)
                      .order_by(jobs.c.created, items.c.position).limit(1)
                      .with_for_update(skip_locked=True, of=items))
         with self._transaction() as conn:
@@ -176,7 +192,7 @@ class JobStore:
                 .values(state=ITEM_RUNNING, lease_owner=owner, lease_expires=now + lease_s,
                         attempts=items.c.attempts + 1, ran_by=owner))
             if taken.rowcount != 1:
-                return None
+                return False
             conn.execute(update(jobs).where(jobs.c.id == job_id, jobs.c.state == QUEUED)
                          .values(state=RUNNING, started=now, version=jobs.c.version + 1))
             row = conn.execute(
@@ -185,19 +201,24 @@ class JobStore:
                 .where(items.c.job_id == job_id, items.c.position == position)).one()
         return ItemClaim(job_id, position, row.item_id, row.kind, row.target, row.request, row.attempts)
 
-    def renew(self, claim: ItemClaim, owner: str, lease_s: float) -> bool:
-        """Extend the lease; False when it was lost or the job was cancelled (stop working on the item)."""
+    def renew(self, claim: ItemClaim, owner: str, lease_s: float) -> str:
+        """Extend the lease: "kept"; "lost" when another claim holds the item now; "ended" when the job was
+        cancelled (stop working on the item either way)."""
         with self._transaction() as conn:
             kept = conn.execute(
                 update(items).where(*self._held(claim, owner)).values(lease_expires=time.time() + lease_s)).rowcount
             state = conn.execute(select(jobs.c.state).where(jobs.c.id == claim.job_id)).scalar_one()
-        return kept == 1 and state not in (CANCELLED, FAILED)
+        if state in ENDED:
+            return "ended"
+        return "kept" if kept == 1 else "lost"
 
-    def release(self, claim: ItemClaim, owner: str) -> None:
-        """Give an unfinished item back at once (a replica stopping), so another replica need not wait for the lease."""
+    def release(self, claim: ItemClaim, owner: str, delay_s: float = 0.0) -> None:
+        """Give an unfinished item back (a replica stopping: at once, so nobody waits for the lease; a target
+        that was down: claimable again after ``delay_s``)."""
         with self._transaction() as conn:
             conn.execute(update(items).where(*self._held(claim, owner))
-                         .values(state=ITEM_QUEUED, lease_owner="", lease_expires=0.0))
+                         .values(state=ITEM_QUEUED, lease_owner="",
+                                 lease_expires=time.time() + delay_s if delay_s else 0.0))
 
     def finish(self, claim: ItemClaim, owner: str, result: Optional[bytes], error: Optional[str],
                synergy_ratio: Optional[float] = None, usage: Optional[bytes] = None) -> Optional[int]:
@@ -217,9 +238,21 @@ class JobStore:
 
     def record(self, job_id: str, item_id: str, result: Optional[bytes], error: Optional[str],
                synergy_ratio: Optional[float] = None, usage: Optional[bytes] = None) -> Optional[int]:
-        """Store the row of an item of an external runner's job; its row number, or None when it already has one."""
+        """Store the row of an item of an external runner's job; its row number, or None when it already has one.
+        A success replaces an error row (a resumed audit redoing what failed), under its row number."""
         now = time.time()
         with self._transaction() as conn:
+            if result is not None:
+                redone = conn.execute(
+                    update(items).where(items.c.job_id == job_id, items.c.item_id == item_id,
+                                        items.c.state == ITEM_DONE, items.c.error.is_not(None))
+                    .values(result=result, error=None, synergy_ratio=synergy_ratio, usage=usage,
+                            attempts=items.c.attempts + 1)
+                    .returning(items.c.row)).first()
+                if redone is not None:
+                    conn.execute(update(jobs).where(jobs.c.id == job_id)
+                                 .values(items_failed=jobs.c.items_failed - 1, version=jobs.c.version + 1))
+                    return redone.row
             if self._ended(conn, job_id):
                 return None
             stored = conn.execute(
@@ -235,7 +268,8 @@ class JobStore:
     @staticmethod
     def _ended(conn, job_id: str) -> bool:
         """Whether the job has ended, with its row locked (PostgreSQL) until the transaction ends, so a cancel
-        cannot slip in between this check and the row being stored: after a job's last event, no row comes."""
+        cannot slip in between this check and the row being stored: after a job's last event, no row comes (on
+        SQLite the IMMEDIATE transaction holds the database's write lock instead)."""
         state = conn.execute(select(jobs.c.state).where(jobs.c.id == job_id).with_for_update()).scalar_one()
         return state in ENDED
 
@@ -260,14 +294,14 @@ class JobStore:
         query = (select(jobs).where(jobs.c.name == name, jobs.c.target == target, jobs.c.runner == runner,
                                     jobs.c.state != CANCELLED)
                  .order_by(jobs.c.created.desc()).limit(1))
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(query).first()
         return None if row is None else JobRecord(**row._mapping)
 
     def keys(self, job_id: str) -> dict[str, tuple[Optional[str], bool]]:
         """Each item's resume key and whether it has a successful row."""
         query = select(items.c.item_id, items.c.row_key, items.c.state, items.c.error).where(items.c.job_id == job_id)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return {r.item_id: (r.row_key, r.state == ITEM_DONE and r.error is None) for r in conn.execute(query)}
 
     def rows(self, job_id: str, after_row: int = 0, limit: int = 100) -> list[RowRecord]:
@@ -275,14 +309,14 @@ class JobStore:
         query = (select(items.c.row, items.c.item_id, items.c.result, items.c.error, items.c.attempts)
                  .where(items.c.job_id == job_id, items.c.state == ITEM_DONE, items.c.row > after_row)
                  .order_by(items.c.row).limit(limit))
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [RowRecord(*row) for row in conn.execute(query)]
 
     def summary(self, job_id: str) -> tuple[list[float], list[bytes]]:
         """The synergy ratios of the explanation rows, and every row's serialised usage."""
         query = select(items.c.synergy_ratio, items.c.usage).where(items.c.job_id == job_id,
                                                                    items.c.state == ITEM_DONE)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             found = conn.execute(query).all()
         return ([r.synergy_ratio for r in found if r.synergy_ratio is not None],
                 [r.usage for r in found if r.usage])
@@ -290,13 +324,15 @@ class JobStore:
     def attempts(self, job_id: str) -> dict[str, tuple[int, str]]:
         """Each item's starts and the replica that last ran it (what the fault tests check)."""
         query = select(items.c.item_id, items.c.attempts, items.c.ran_by).where(items.c.job_id == job_id)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return {r.item_id: (r.attempts, r.ran_by) for r in conn.execute(query)}
 
     @staticmethod
     def _held(claim: ItemClaim, owner: str) -> tuple:
+        """The item as this claim left it: running, leased by ``owner``, not claimed again since (``attempts``
+        fences off a claim of the same replica that took over after a stall)."""
         return (items.c.job_id == claim.job_id, items.c.position == claim.position, items.c.state == ITEM_RUNNING,
-                items.c.lease_owner == owner)
+                items.c.lease_owner == owner, items.c.attempts == claim.attempts)
 
 
 def open_store(url: str = "") -> JobStore:
@@ -315,11 +351,12 @@ def open_store(url: str = "") -> JobStore:
             raise ValueError(f"the job store URL is not usable: {type(err).__name__}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     try:
         migrate(engine)
     except Exception as err:  # noqa: BLE001 - an unreachable or refusing database
         engine.dispose()
-        raise OSError(f"could not open the job store ({engine.dialect.name}): {_reason(err)}") from None
+        raise OSError(f"could not open the job store ({engine.dialect.name}): {reason(err)}") from None
     return JobStore(engine)
 
 
@@ -347,10 +384,12 @@ def schema_revision(engine: Engine) -> Optional[str]:
 
 
 def _connect_args(url: str) -> dict:
-    return {"timeout": 30} if url.startswith("sqlite") else {"connect_timeout": 10}
+    return {} if url.startswith("sqlite") else {"connect_timeout": 10}
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    """Foreign keys, a 30 s busy timeout, WAL for files; and transactions left to :func:`_sqlite_begin`."""
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
@@ -359,7 +398,13 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _reason(err: Exception) -> str:
+def _sqlite_begin(conn) -> None:
+    """Begin every SQLite transaction as IMMEDIATE: it takes the write lock at once, so a check and the write
+    that depends on it (a job not ended, then its row) see no other process's commit in between."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def reason(err: Exception) -> str:
     """A one-line reason with no URL, host, address or user name in it (quoted parts are dropped)."""
     original = getattr(err, "orig", None) or err
     said = re.sub(r'"[^"]*"|\'[^\']*\'|\b\d{1,3}(\.\d{1,3}){3}\b|\S+://\S+', "…", " ".join(str(original).split()))
