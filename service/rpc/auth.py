@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import re
 import threading
 from contextvars import ContextVar
@@ -33,6 +32,7 @@ import grpc
 
 from multishap.service.rpc.errors import MethodNotAllowed, MissingToken, ResourceExhausted, UnknownToken
 from multishap.service.rpc.runtime import annotate
+from multishap.service.rpc.watched import FileStamps
 
 # How identities and method names are spelled in the tokens file.
 IDENTITY_RULE = "1 to 64 letters, digits, _ . @ - (starting with a letter or digit)"
@@ -123,22 +123,13 @@ class TokenFile:
 
     def __init__(self, path: Path) -> None:
         self._path = Path(path)
-        self._status = self._stat()
+        self._stamps = FileStamps([self._path])
         self._identities = load_tokens(self._path)
         self._lock = threading.Lock()
 
-    def _stat(self) -> Optional[tuple[int, int, int]]:
-        try:
-            s = os.stat(self._path)
-        except OSError:
-            return None
-        return s.st_mtime_ns, s.st_size, s.st_ino
-
     def __call__(self) -> tuple[Identity, ...]:
-        status = self._stat()
         with self._lock:
-            if status != self._status:
-                self._status = status
+            if self._stamps.changed():
                 try:
                     self._identities = load_tokens(self._path)
                     log.info("tokens file %s reloaded: %d identities", self._path, len(self._identities))

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import ssl
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 import grpc
+
+from multishap.service.rpc.watched import FileStamps
 
 log = logging.getLogger("multishap")
 
@@ -102,22 +102,8 @@ class _Reloader:
 
     def __init__(self, tls: ServerTLS) -> None:
         self._tls = tls
-        self._lock = threading.Lock()
-        self._seen = self._status()
+        self._stamps = FileStamps(p for p in (tls.cert, tls.key, tls.client_ca) if p is not None)
         self.initial = self._configuration()
-
-    def _paths(self) -> list[Path]:
-        return [p for p in (self._tls.cert, self._tls.key, self._tls.client_ca) if p is not None]
-
-    def _status(self) -> tuple:
-        status = []
-        for path in self._paths():
-            try:
-                s = os.stat(path)
-                status.append((s.st_mtime_ns, s.st_size, s.st_ino))
-            except OSError:
-                status.append(None)
-        return tuple(status)
 
     def _configuration(self) -> grpc.ServerCertificateConfiguration:
         key, chain = _pair(self._tls.cert, self._tls.key)
@@ -125,11 +111,8 @@ class _Reloader:
         return grpc.ssl_server_certificate_configuration([(key, chain)], root_certificates=client_ca)
 
     def __call__(self) -> Optional[grpc.ServerCertificateConfiguration]:
-        status = self._status()
-        with self._lock:
-            if status == self._seen:
-                return None
-            self._seen = status
+        if not self._stamps.changed():
+            return None
         try:
             configuration = self._configuration()
         except ValueError as err:
