@@ -22,6 +22,7 @@ from multishap.service.explainer.job_messages import job_message, row_message
 from multishap.service.explainer.job_runner import JobRunner
 from multishap.service.explainer.servicer import ExplainerServicer
 from multishap.service.jobstore import JobRecord, JobStore
+from multishap.service.jobstore.store import TooManyPending
 from multishap.service.rpc.auth import current_identity
 from multishap.service.rpc.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable, shown
 from multishap.service.rpc.runtime import annotate
@@ -71,13 +72,13 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
                 request.dataset)
         else:
             raise InvalidArgument("SubmitJob needs one of explain, faithfulness or dataset")
-        owner = current_identity()
-        pending, limit = self.store.pending_items(owner), self.explainer.limits.max_pending_job_items
-        if pending + len(requests) > limit:
-            raise ResourceExhausted(f"{pending} job items of {'this identity' if owner else 'all callers'} are "
+        owner, limit = current_identity(), self.explainer.limits.max_pending_job_items
+        try:
+            record = self.store.submit(kind, target, request.name, owner, requests, max_pending=limit)
+        except TooManyPending as err:
+            raise ResourceExhausted(f"{err.pending} job items of {'this identity' if owner else 'all callers'} are "
                                     f"waiting or running and this job adds {len(requests)}; at most {limit} "
-                                    "(max_pending_job_items)", retry_after=30.0, limit="max_pending_job_items")
-        record = self.store.submit(kind, target, request.name, owner, requests)
+                                    "(max_pending_job_items)", retry_after=30.0, limit="max_pending_job_items") from None
         annotate(job=record.id, items=record.items_total)
         if self.runner is not None:
             self.runner.wake()

@@ -30,8 +30,18 @@ from multishap.service.jobstore.tables import (CANCELLED, ENDED, FAILED, ITEM_DO
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Tries of a claim that another claimer beat to its item before giving up until the next poll.
 CLAIM_TRIES = 3
+# PostgreSQL advisory-lock classes: submissions of one owner, one at a time (the pending-items check).
+_SUBMIT_LOCK = 0x6A6F6273  # "jobs"
 # Serialises concurrent migrations of one PostgreSQL database (replicas starting together).
 _MIGRATION_LOCK = 0x6D756C7469  # "multi"
+
+
+class TooManyPending(Exception):
+    """A submission that would leave its owner more unfinished items than allowed; ``pending`` is how many it has."""
+
+    def __init__(self, pending: int) -> None:
+        super().__init__(f"{pending} items pending")
+        self.pending = pending
 
 
 @dataclass(frozen=True)
@@ -108,13 +118,23 @@ class JobStore:
         self.engine.dispose()
 
     def submit(self, kind: int, target: str, name: str, owner: str, requests: Sequence[tuple[str, bytes]],
-               runner: str = "", keys: Optional[Sequence[str]] = None) -> JobRecord:
+               runner: str = "", keys: Optional[Sequence[str]] = None,
+               max_pending: Optional[int] = None) -> JobRecord:
         """Store a job of ``requests`` ((item id, serialised request) each), QUEUED, in one transaction. A
-        ``runner`` other than "" runs the items itself (:meth:`record`), with ``keys`` as their resume keys."""
+        ``runner`` other than "" runs the items itself (:meth:`record`), with ``keys`` as their resume keys.
+        With ``max_pending``, :class:`TooManyPending` when ``owner``'s unfinished items would exceed it (checked
+        in the same transaction, one submission of an owner at a time)."""
         job_id = uuid.uuid4().hex
         now = time.time()
         keys = list(keys) if keys is not None else [None] * len(requests)
         with self._transaction() as conn:
+            if max_pending is not None:
+                if self.engine.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:a, hashtext(:owner))"),
+                                 {"a": _SUBMIT_LOCK, "owner": owner})
+                pending = conn.execute(self._pending(owner)).scalar_one()
+                if pending + len(requests) > max_pending:
+                    raise TooManyPending(int(pending))
             conn.execute(jobs.insert().values(
                 id=job_id, kind=kind, state=QUEUED, name=name, target=target, owner=owner,
                 items_total=len(requests), items_done=0, items_failed=0, created=now, started=0.0, finished=0.0,
@@ -153,12 +173,11 @@ class JobStore:
                          .values(state=CANCELLED, finished=time.time(), version=jobs.c.version + 1))
         return self.get(job_id)
 
-    def pending_items(self, owner: str) -> int:
+    @staticmethod
+    def _pending(owner: str):
         """Items of ``owner``'s jobs that have not ended and have no row yet."""
-        query = select(func.coalesce(func.sum(jobs.c.items_total - jobs.c.items_done), 0)).where(
+        return select(func.coalesce(func.sum(jobs.c.items_total - jobs.c.items_done), 0)).where(
             jobs.c.owner == owner, jobs.c.state.in_((QUEUED, RUNNING)))
-        with self._read() as conn:
-            return int(conn.execute(query).scalar_one())
 
     def claim(self, owner: str, lease_s: float, targets: Optional[Collection[str]] = None) -> Optional[ItemClaim]:
         """Take the oldest job's next item (at one of ``targets``, when given) that nobody holds, whose holder's
