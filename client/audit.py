@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Protocol, Sequence, Union
 
 from multishap.service import defaults
-from multishap.service.math.metrics import dataset_metrics
+from multishap.service.math.metrics import dataset_summary
 from multishap.service.rpc.tls import TLSArg
 
 from .dataset import check_options, exclusive, explain_options, instance_id, row_key
@@ -166,9 +166,9 @@ class _Audit:
         summaries = {}
         for target in self.targets:
             ratios = [row["synergy_ratio"] for row in rows if row["target"] == target]
-            dm = dataset_metrics(ratios) if ratios else None
-            summaries[target] = TargetSummary(target, dm.msr if dm else float("nan"), dm.sdr if dm else float("nan"),
-                                              len(ratios), sum(f["target"] == target for f in self.failures))
+            dm = dataset_summary(ratios)
+            summaries[target] = TargetSummary(target, dm.msr, dm.sdr, len(ratios),
+                                              sum(f["target"] == target for f in self.failures))
         return AuditReport(summaries, rows, self.failures, self.skipped)
 
 

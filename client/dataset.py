@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Iterator, Mapping, Optional, Union
 
 from multishap.service import defaults
-from multishap.service.math.metrics import dataset_metrics
+from multishap.service.math.metrics import dataset_summary
 
 from .errors import ExplainerError
 from .explanation import Explanation, Usage
@@ -270,10 +270,10 @@ class DatasetRun:
         """MSR, SDR and usage over every instance asked for that has a result, earlier runs included."""
         done = [(row_id, row) for row_id, key in self._wanted if (row := self.results.finished(row_id, key))]
         ratios = [row["explanation"]["metrics"]["synergy_ratio"] for _, row in done]
-        dm = dataset_metrics(ratios) if ratios else None
+        dm = dataset_summary(ratios)
         rows = [_report_row(row_id, row) for row_id, row in done]
         total = Usage(**{name: sum(r[name] for r in rows) for name in Usage.__dataclass_fields__})
-        return DatasetReport(msr=dm.msr if dm else float("nan"), sdr=dm.sdr if dm else float("nan"), rows=rows,
+        return DatasetReport(msr=dm.msr, sdr=dm.sdr, rows=rows,
                              skipped=self.skipped, failed=self.failed, usage=total)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from multishap.service.jobstore import JobRecord, JobStore, RowRecord
-from multishap.service.math.metrics import dataset_metrics
+from multishap.service.math.metrics import dataset_summary
 from multishap.service.rpc.convert import add_usage
 from multishap.v1 import common_pb2, jobs_pb2
 
@@ -18,11 +18,8 @@ def job_message(store: JobStore, record: JobRecord, with_result: bool = True) ->
         items_failed=record.items_failed, created_unix=record.created, started_unix=record.started,
         finished_unix=record.finished, error=record.error, usage=_summed(usages),
     )
-    if ratios:
-        metrics = dataset_metrics(ratios)
-        job.summary.CopyFrom(jobs_pb2.DatasetSummary(instances=len(ratios), msr=metrics.msr, sdr=metrics.sdr))
-    else:
-        job.summary.CopyFrom(jobs_pb2.DatasetSummary(instances=0, msr=float("nan"), sdr=float("nan")))
+    metrics = dataset_summary(ratios)
+    job.summary.CopyFrom(jobs_pb2.DatasetSummary(instances=metrics.count, msr=metrics.msr, sdr=metrics.sdr))
     if with_result and record.state == jobs_pb2.JOB_STATE_SUCCEEDED and record.kind != jobs_pb2.JOB_KIND_DATASET:
         rows = store.rows(record.id, 0, 1)
         if rows and rows[0].result is not None:

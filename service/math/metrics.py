@@ -50,6 +50,12 @@ def instance_metrics(phi: np.ndarray) -> InstanceMetrics:
     return InstanceMetrics(total=total, synergy=synergy, suppression=suppression, synergy_ratio=ratio)
 
 
+def dataset_summary(synergy_ratios: Iterable[float]) -> DatasetMetrics:
+    """:func:`dataset_metrics`, or NaN MSR and SDR over no instance (a run or job that has finished none yet)."""
+    ratios = list(synergy_ratios)
+    return dataset_metrics(ratios) if ratios else DatasetMetrics(msr=float("nan"), sdr=float("nan"), count=0)
+
+
 def dataset_metrics(synergy_ratios: Iterable[float]) -> DatasetMetrics:
     """MSR and SDR of a dataset from its instances' synergy ratios."""
     r = np.asarray(list(synergy_ratios), dtype=np.float64)
