@@ -1,22 +1,25 @@
-"""What an adapter's backend is: the instance types it prepares and scores, and the one Score method.
+"""What an adapter's backend is: the instance types it prepares and scores, and its Score and Answer methods.
 
 A backend turns a decoded instance into players (``prepare``) and answers Score requests
-(``score``); a model that runs in this process implements ``forward`` through
+(``score``) and, where it can, Answer requests (``answer``: the model's own answer to the
+unmasked instance); a model that runs in this process implements ``forward`` through
 :class:`ModelBackend`. Everything else of the Scorer contract (limits, decoding, caching,
 metrics) is the servicer's (:mod:`.servicer`, :mod:`.instances`).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Generic, Mapping, Optional, TypeVar
+from typing import Generic, Mapping, Optional, Sequence, TypeVar
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
 from multishap.service.math.costs import product_rows
+from multishap.service.rpc.errors import Unimplemented
 from multishap.v1 import common_pb2, scorer_pb2
 
 
@@ -74,6 +77,50 @@ class ScoreResult:
     usage: Optional[common_pb2.Usage] = None
 
 
+@dataclass
+class AnswerResult:
+    """A backend's answer to the unmasked instance: the answer, one score per candidate (request order; empty
+    without candidates), a generative model's text before extraction, how the answer was reached, and its cost."""
+
+    answer: str
+    scores: Sequence[float] = ()
+    raw: str = ""
+    how: str = ""
+    usage: Optional[common_pb2.Usage] = None
+
+
+def argmax_answer(candidates: Sequence[str], scores: Sequence[float],
+                  usage: Optional[common_pb2.Usage] = None) -> AnswerResult:
+    """The candidate with the highest score (the first one on ties), with every candidate's score."""
+    values = [float(v) for v in scores]
+    return AnswerResult(candidates[int(np.argmax(values))], values, how=f"argmax over {len(candidates)} candidates",
+                        usage=usage)
+
+
+class AnswerPattern:
+    """How a generative model's text becomes its answer: the operator's regular expression (given at adapter
+    start, never by a request), group 1 when it has groups, else the whole match; no pattern: the first line,
+    stripped. The pattern is searched, not matched, so it may find the answer anywhere in the text."""
+
+    def __init__(self, pattern: Optional[str] = None) -> None:
+        """``pattern``: a Python regular expression; ValueError says why one does not compile."""
+        try:
+            self.regex = re.compile(pattern) if pattern else None
+        except re.error as err:
+            raise ValueError(f"the answer pattern {pattern!r} is not a regular expression: {err}") from None
+
+    def extract(self, text: str) -> tuple[str, str]:
+        """(answer, note): the extracted answer, and how, for AnswerResult.how."""
+        if self.regex is None:
+            lines = text.strip().splitlines()
+            return (lines[0].strip() if lines else ""), "first line"
+        found = self.regex.search(text)
+        if found is None:
+            return "", "the answer pattern did not match"
+        answer = found.group(1) if self.regex.groups else found.group(0)
+        return (answer or "").strip(), "answer pattern"
+
+
 class ScoringBackend(ABC):
     """A model behind the Scorer contract."""
 
@@ -115,6 +162,13 @@ class ScoringBackend(ABC):
         """Answer one ScoreProduct request: values of every (image mask, text mask) pair, image-major,
         flattened to (A * B,). By default the A * B coalitions are scored one by one through ``score``."""
         return self.score(instance, product_rows(image_masks, text_masks), call)
+
+    def answer(self, instance: PreparedInstance, candidates: Sequence[str], call: ScoreCall) -> AnswerResult:
+        """The model's own answer to the unmasked instance (the Answer RPC). With candidates, each is scored as
+        Score scores the full coalition with the candidate in place of what the target is scored on (the caption
+        of a dual encoder, the answer of a generative model or VQA classifier), and the highest wins; without,
+        the model answers itself (greedy text, top class). By default: Unimplemented, this target cannot answer."""
+        raise Unimplemented(f"this target cannot answer: {self.model_id} only scores masked inputs")
 
     def close(self) -> None:
         """Finish work in flight and release resources (nothing by default)."""

@@ -1,10 +1,10 @@
-"""The Scorer servicer every adapter runs: it translates Describe, Score and ScoreProduct messages, and counts.
+"""The Scorer servicer every adapter runs: it translates Describe, Score, ScoreProduct and Answer messages, and counts.
 
 The instance is checked, decoded, prepared and cached by :mod:`.instances` (a request may name
 a cached instance by its digest instead of carrying it); the backend (:mod:`.backend`) scores;
 coalitions, product masks and scores travel in the packed wire format
 (:mod:`multishap.service.rpc.wire`); Prometheus sees forward passes, batch sizes, latency and
-how digest requests fare.
+how digest requests fare, and Answer requests.
 """
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ from typing import Optional
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from multishap.adapters.backend import PreparedInstance, ScoreCall, ScoreResult, ScoringBackend
+from multishap.adapters.backend import AnswerResult, PreparedInstance, ScoreCall, ScoreResult, ScoringBackend
 from multishap.adapters.instances import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, PreparedInstances
 from multishap.service.rpc.config import Limits
-from multishap.service.rpc.errors import InvalidArgument, NotFound, TargetFailed
-from multishap.service.rpc.request_checks import check_coalition_count
+from multishap.service.rpc.errors import InvalidArgument, NotFound, TargetFailed, clip
+from multishap.service.rpc.request_checks import check_candidates, check_coalition_count
 from multishap.service.rpc.wire import pack_values, unpack_coalitions, unpack_product_masks
 from multishap.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
+
+MAX_RAW_CHARS = 1000  # of a generative model's text in an AnswerResponse
 
 
 class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
@@ -63,6 +65,10 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
             "multishap_adapter_digest_requests", "Requests that named their instance by digest: hit (answered "
             "from the cache) or miss (NOT_FOUND, the caller sends the instance again)", ["outcome"],
             registry=registry,
+        )
+        self.answers = Counter(
+            "multishap_adapter_answers", "Answer requests answered: by choosing among candidates, or with the "
+            "model's own answer", ["mode"], registry=registry,
         )
 
     def Describe(self, request: scorer_pb2.DescribeRequest, context) -> scorer_pb2.Players:
@@ -112,6 +118,29 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
         if not call.dry_run:
             self.product_requests.inc()
         return response
+
+    def Answer(self, request: scorer_pb2.AnswerRequest, context) -> scorer_pb2.AnswerResponse:
+        """The model's own answer to the unmasked instance: the best of the candidates, each scored as Score
+        scores the full coalition with the candidate in place of the caption or answer, or without candidates
+        the model's greedy text or top class. Candidates are checked before the instance is prepared."""
+        candidates = list(request.candidates)
+        check_candidates(candidates, self.limits)
+        prepared = self.instances.get(request.instance)
+        result = self.backend.answer(prepared, candidates, _score_call(request.job, False, context))
+        scores = self._answer_scores(result, len(candidates))
+        self.answers.labels(mode="candidates" if candidates else "own").inc()
+        return scorer_pb2.AnswerResponse(answer=result.answer, scores=scores, raw=clip(result.raw, MAX_RAW_CHARS),
+                                         how=result.how, usage=result.usage)
+
+    @staticmethod
+    def _answer_scores(result: AnswerResult, count: int) -> list[float]:
+        """The backend's candidate scores, checked: one number per candidate, none NaN."""
+        scores = [float(v) for v in result.scores]
+        if len(scores) != count:
+            raise TargetFailed(f"the backend returned {len(scores)} scores for {count} candidates")
+        if np.isnan(scores).any():
+            raise TargetFailed("the backend scored a candidate NaN")
+        return scores
 
     def _prepared(self, request: scorer_pb2.ScoreRequest | scorer_pb2.ScoreProductRequest) -> PreparedInstance:
         """The request's instance, or the one its digest names (counted as a hit or a miss)."""

@@ -14,6 +14,11 @@ Describe's costs count encoder passes, which is what a factorised call spends. A
 image masks and text masks (ScoreProduct) encodes each side once and scores every pair as
 one matrix product.
 
+Answer scores candidate captions against the whole image the way Score scores the full
+coalition: the full image's embedding (from the cache), each candidate tokenised like the
+instance's text with every token present. Without candidates only an encoder with classes of
+its own (``top_class``, the ImageNet zero-shot model) answers.
+
 At start-up the backend times its image and text encoders on dummy inputs and keeps the
 fastest threads and micro-batches (:mod:`.tuning`); an explicit micro-batch or thread count
 wins.
@@ -24,18 +29,20 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
 from prometheus_client import CollectorRegistry, Counter
 
-from multishap.adapters.backend import DecodedInstance, ModelBackend, PreparedInstance, ScoreCall, ScoreResult
+from multishap.adapters.backend import (AnswerResult, DecodedInstance, ModelBackend, PreparedInstance, ScoreCall,
+                                        ScoreResult, argmax_answer)
 from multishap.service.math.costs import product_rows
+from multishap.service.rpc.errors import InvalidArgument
 from multishap.v1 import common_pb2, scorer_pb2
 
 from . import tuning
-from .masking import MaskedInputs, masked_inputs
+from .masking import MaskedInputs, masked_inputs, text_layout
 
 log = logging.getLogger(__name__)
 TEXT_CANDIDATES = (8, 16, 32, 64, 128)  # texts are short and cheap: larger batches than images pay off
@@ -291,3 +298,49 @@ class DualEncoderBackend(ModelBackend):
             return ScoreResult(np.zeros(len(image_masks) * len(text_masks)))
         values, images, texts = self._product(instance, image_masks, text_masks)
         return ScoreResult(values.ravel(), usage=common_pb2.Usage(image_encodes=images, text_encodes=texts))
+
+    def answer(self, instance: PreparedInstance[_State], candidates: Sequence[str], call: ScoreCall) -> AnswerResult:
+        """With candidates: each caption scored as Score scores the full coalition with it in place of the text
+        (the same cosine or logit), the highest wins. Without: the encoder's top class where it has classes
+        (``top_class``), else InvalidArgument."""
+        state: _State = instance.state
+        full = np.ones((1, instance.num_patches), dtype=bool)
+        if not candidates:
+            classify = getattr(self.encoder, "top_class", None)
+            if classify is None:
+                raise InvalidArgument(f"{self.model_id} has no classes of its own to answer with: give candidates "
+                                      "(captions) to choose among")
+            with torch.inference_mode():
+                name = classify(state.inputs.images(full))[0]
+            self._count("image", 1)
+            return AnswerResult(name, how="top class", usage=common_pb2.Usage(image_encodes=1))
+        if self.factorised:
+            image_emb, images = self._embed(state.images, full, lambda r: self.encode_images(state.inputs, r))
+        else:
+            image_emb, images = self.encode_images(state.inputs, full), 1
+        text_emb = self._encode_captions(instance, candidates)
+        values = self.scale * (image_emb.double() * text_emb.double()).sum(-1).cpu().numpy()
+        return argmax_answer(candidates, values, common_pb2.Usage(image_encodes=images, text_encodes=len(candidates)))
+
+    def _encode_captions(self, instance: PreparedInstance[_State], captions: Sequence[str]) -> torch.Tensor:
+        """(k, d) embeddings of whole captions, tokenised like the instance's text; captions of one token length
+        are encoded together (no padding, so each embedding is the one Score computes for that text)."""
+        ids = []
+        for k, caption in enumerate(captions):
+            try:
+                layout, _ = text_layout(self.encoder.tokenizer, caption, instance.decoded.masking.text_mask,
+                                        self.max_text_tokens)
+            except InvalidArgument as err:
+                raise InvalidArgument(f"candidate {k}: {err}") from None
+            ids.append(np.concatenate([layout.prefix, layout.ids, layout.suffix]).astype(np.int64))
+        out: list[Optional[torch.Tensor]] = [None] * len(ids)
+        for length in sorted({len(row) for row in ids}):
+            group = [k for k, row in enumerate(ids) if len(row) == length]
+            batch = torch.from_numpy(np.stack([ids[k] for k in group])).to(self.encoder.device)
+            with torch.inference_mode():
+                embeddings = torch.cat([self.encoder.encode_texts(chunk, torch.ones_like(chunk))
+                                        for chunk in batch.split(self.text_micro_batch)])
+            for k, embedding in zip(group, embeddings):
+                out[k] = embedding
+        self._count("text", len(ids))
+        return torch.stack(out)

@@ -2,18 +2,20 @@
 
 v(S) = the model's logit (or sigmoid probability) of the target answer for the masked
 image and masked question. Image and text meet inside the model, so nothing factorises:
-every coalition is one forward pass, in micro-batches.
+every coalition is one forward pass, in micro-batches. Its own answer (the Answer RPC) is
+its top answer label for the whole image and question; candidates are answer labels, each
+scored from that same forward pass as Score scores the full coalition with it as the target.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-from multishap.adapters.backend import DecodedInstance, PreparedInstance
+from multishap.adapters.backend import AnswerResult, DecodedInstance, PreparedInstance, ScoreCall, argmax_answer
 from multishap.service.rpc.errors import InvalidArgument, shown
 from multishap.v1 import common_pb2
 
@@ -55,15 +57,37 @@ class ViltBackend(JointModelBackend):
                                        common_pb2.IMAGE_BASELINE_ZERO, self.max_text_tokens, self.device)
         return PreparedInstance(instance, tokens, state=(inputs, self.answers[instance.target]))
 
+    def _logits(self, pixels: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """(B, answers) logits of one micro-batch of rendered coalitions."""
+        size = pixels.shape[-1]
+        return self.model(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids),
+                          pixel_values=pixels,
+                          pixel_mask=torch.ones(len(ids), size, size, dtype=torch.long, device=self.device)).logits
+
+    def _in_unit(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float() if self.score_kind == "logit" else logits.float().sigmoid()
+
     @torch.inference_mode()
     def forward(self, instance: PreparedInstance[tuple[MaskedInputs, int]], masks: np.ndarray) -> np.ndarray:
         inputs, answer = instance.state
-        out = []
-        for pixels, ids in self.batches(inputs, masks, instance.num_patches):
-            size = pixels.shape[-1]
-            logits = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids),
-                                pixel_values=pixels,
-                                pixel_mask=torch.ones(len(ids), size, size, dtype=torch.long, device=self.device)).logits
-            chosen = logits[:, answer].float()
-            out.append(chosen if self.score_kind == "logit" else chosen.sigmoid())
+        out = [self._in_unit(self._logits(pixels, ids)[:, answer])
+               for pixels, ids in self.batches(inputs, masks, instance.num_patches)]
         return torch.cat(out).double().cpu().numpy()
+
+    @torch.inference_mode()
+    def answer(self, instance: PreparedInstance[tuple[MaskedInputs, int]], candidates: Sequence[str],
+               call: ScoreCall) -> AnswerResult:
+        """The top answer label for the whole instance; with candidates (answer labels), each one's score of the
+        full coalition as its target (one forward pass for all), the highest wins."""
+        for k, candidate in enumerate(candidates):
+            if candidate not in self.answers:
+                raise InvalidArgument(f"candidate {k} ({shown(candidate)}) is not one of the model's "
+                                      f"{len(self.answers)} answers")
+        inputs, _ = instance.state
+        full = np.ones((1, instance.num_players), dtype=bool)
+        pixels, ids = next(self.batches(inputs, full, instance.num_patches))
+        values = self._in_unit(self._logits(pixels, ids)[0]).double().cpu().numpy()
+        if candidates:
+            return argmax_answer(candidates, [values[self.answers[c]] for c in candidates])
+        top = int(np.argmax(values))
+        return AnswerResult(next(label for label, k in self.answers.items() if k == top), how="top class")

@@ -6,23 +6,31 @@ tokens (sum of their log-probabilities, then exp; option: the log-probability) g
 masked image and masked text. Text players are the tokens whose characters lie inside the
 user's text in the rendered prompt (found through the tokenizer's offsets), so template
 and image tokens never become players.
+
+Its own answer (the Answer RPC) is a greedy decode of a few tokens after the whole prompt,
+from which the operator's answer pattern extracts the answer (:class:`AnswerPattern`);
+candidates are answers, each scored as Score scores the full coalition with it as the target.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-from multishap.adapters.backend import DecodedInstance, PreparedInstance
+from multishap.adapters.backend import (AnswerPattern, AnswerResult, DecodedInstance, PreparedInstance, ScoreCall,
+                                        argmax_answer)
 from multishap.adapters.pixels import resized
-from multishap.service.rpc.errors import InvalidArgument, shown
+from multishap.service.rpc.errors import Cancelled, InvalidArgument, shown
 from multishap.v1 import common_pb2
 
 from .joint import JointModelBackend
 from .masking import MaskedInputs, TextLayout, image_inputs
+
+GREEDY_TOKENS = 16  # new tokens of the model's own answer
 
 
 class VlmBackend(JointModelBackend):
@@ -31,11 +39,14 @@ class VlmBackend(JointModelBackend):
     scores = ("probability", "log-probability")
 
     def __init__(self, path: str | Path, device: str = "cpu", dtype: Optional[torch.dtype] = None,
-                 micro_batch: Optional[int] = None, score: str = "probability", threads: Optional[int] = None) -> None:
-        """``micro_batch`` and ``threads`` (torch intra-op threads) are probed at start-up when None."""
+                 micro_batch: Optional[int] = None, score: str = "probability", threads: Optional[int] = None,
+                 answer_pattern: Optional[str] = None) -> None:
+        """``micro_batch`` and ``threads`` (torch intra-op threads) are probed at start-up when None;
+        ``answer_pattern`` is the operator's regular expression that extracts the answer from a greedy decode."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         super().__init__(device, dtype, micro_batch, score)
+        self.answer_pattern = AnswerPattern(answer_pattern)
         self.processor = AutoProcessor.from_pretrained(str(path))
         self.model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=self.dtype).eval().to(self.device)
         self.tokenizer = self.processor.tokenizer
@@ -92,3 +103,27 @@ class VlmBackend(JointModelBackend):
             log_prob = predicted.gather(-1, answer[..., None])[..., 0].sum(-1)
             out.append(log_prob if self.score_kind == "log-probability" else log_prob.exp())
         return torch.cat(out).double().cpu().numpy()
+
+    @torch.inference_mode()
+    def answer(self, instance: PreparedInstance[tuple[MaskedInputs, int]], candidates: Sequence[str],
+               call: ScoreCall) -> AnswerResult:
+        """With candidates: each one's score as the target of the full coalition, the highest wins. Without: a
+        greedy decode of up to GREEDY_TOKENS tokens after the whole prompt, the answer pattern applied to it."""
+        full = np.ones((1, instance.num_players), dtype=bool)
+        if candidates:
+            scores = []
+            for candidate in candidates:  # one forward pass each: the answers differ in length
+                if call.cancelled.is_set():
+                    raise Cancelled("the Answer request was cancelled")
+                scores.append(self.forward(self.prepare(replace(instance.decoded, target=candidate)), full)[0])
+            return argmax_answer(candidates, scores)
+        inputs, answer_length = instance.state
+        pixels, ids = next(self.batches(inputs, full, instance.num_patches))
+        prompt = ids[:, :-answer_length]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        out = self.model.generate(input_ids=prompt, pixel_values=pixels, attention_mask=torch.ones_like(prompt),
+                                  max_new_tokens=GREEDY_TOKENS, do_sample=False, num_beams=1, pad_token_id=pad)
+        new = out[0, prompt.shape[1]:]
+        raw = self.tokenizer.decode(new, skip_special_tokens=True)
+        answer, note = self.answer_pattern.extract(raw)
+        return AnswerResult(answer, raw=raw, how=f"greedy, {len(new)} new tokens, {note}")

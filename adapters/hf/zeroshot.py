@@ -8,6 +8,9 @@ No CLIP weights install offline here, but two real pretrained models do: Efficie
   "a photo of a <class>" for the 1000 class names (``imagenet_classes.tsv``), normalised;
 - score: their cosine similarity.
 
+Its own answer to an image (the Answer RPC without candidates) is the ImageNet class the
+image network ranks first (:meth:`ImageNetZeroShot.top_class`).
+
 Measured on scikit-image photos: it ranks the right caption first for chelsea (cat),
 coffee, rocket and camera, and misses astronaut (no such ImageNet class).
 
@@ -60,7 +63,8 @@ class ImageNetZeroShot(torch.nn.Module):
         self.text_model = AutoModel.from_pretrained(get_model_path(), dtype=self.dtype).eval().to(self.device)
         network = load_pretrained().to(self.device, self.dtype)
         self.image_model = frozen(network, IMAGE_SIZE) if fused else network
-        prompts = [f"a photo of a {name}" for name in imagenet_class_names()]
+        self.class_names = imagenet_class_names()
+        prompts = [f"a photo of a {name}" for name in self.class_names]
         self.register_buffer("class_embeddings", self._embed_prompts(prompts))  # float32, as encode_texts returns
         self.zero_pixel = torch.full((3,), MEAN)
 
@@ -86,3 +90,9 @@ class ImageNetZeroShot(torch.nn.Module):
         logits = self.image_model(normalise(images.to(self.device, self.dtype)))
         probabilities = logits.float().softmax(-1)
         return F.normalize(probabilities @ self.class_embeddings, dim=-1)
+
+    @torch.inference_mode()
+    def top_class(self, images: torch.Tensor) -> list[str]:
+        """(B, 3, 224, 224) RGB in [0, 1] -> the name of the ImageNet class the image network ranks first, per image."""
+        logits = self.image_model(normalise(images.to(self.device, self.dtype)))
+        return [self.class_names[k] for k in logits.float().argmax(-1).tolist()]

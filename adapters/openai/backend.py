@@ -4,6 +4,10 @@ Each coalition becomes one chat-completion request (:mod:`.render`), keyed by a 
 the request it would send. Keys already in the persistent cache cost nothing; the rest
 go to the endpoint (:mod:`.endpoint`). A dry run stops before paying and says what the
 misses would cost. Scores come from the answers' log-probabilities (:mod:`.scoring`).
+
+Answer (the model's own answer to the unmasked instance) takes the same path: candidates are
+scored as the full coalition's target, and without candidates one greedy completion (temperature
+0, a few tokens) is paid for once and cached, its text cut by the operator's answer pattern.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from multishap.adapters.backend import DecodedInstance, PreparedInstance, ScoreCall, ScoreResult, ScoringBackend
+from multishap.adapters.backend import (AnswerPattern, AnswerResult, DecodedInstance, PreparedInstance, ScoreCall,
+                                        ScoreResult, ScoringBackend, argmax_answer)
 from multishap.service.rpc.errors import InvalidArgument, shown
 from multishap.v1 import common_pb2, scorer_pb2
 
@@ -29,6 +34,7 @@ from .render import RenderedInput, Renderer, RenderOptions
 from .scoring import Answer, ScoringOptions, bounded_note, score
 
 _TILE, _TILE_TOKENS, _BASE_IMAGE_TOKENS = 512, 170, 85
+GREEDY_MAX_TOKENS = 16  # completion tokens of the model's own answer
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,7 @@ class OpenAIOptions:
     max_requests: Optional[int] = None
     max_cost: Optional[float] = None
     price: Optional[Price] = None
+    answer_pattern: Optional[str] = None  # the operator's regex for the model's own answer (default: first line)
 
     def __post_init__(self) -> None:
         if self.max_cost is not None and self.price is None:
@@ -87,6 +94,7 @@ class OpenAIBackend(ScoringBackend):
             f"the first token's top-{options.scoring.top_logprobs} log-probabilities"
         note = bounded_note(options.scoring)
         self.score_semantics = f"{unit} of the target answer from {how}" + (f"; bounded rows: {note}" if note else "")
+        self.answer_pattern = AnswerPattern(options.answer_pattern)
         self.cache = ScoreCache(options.cache_path)
         self.metrics = EndpointMetrics(CollectorRegistry())
         self.endpoint = Endpoint(config, options.scoring, self.cache,
@@ -115,13 +123,18 @@ class OpenAIBackend(ScoringBackend):
         scoring = self.options.scoring
         if not target and not scoring.target_token_ids:
             raise InvalidArgument("the instance has no target answer: give the answer whose probability is explained")
-        if not scoring.prompt_logprobs and not scoring.target_token_ids and len(target.split()) > 1:
-            raise InvalidArgument(
-                f"the target {shown(target)} has more than one word, but top log-probabilities score only the first "
-                "answer token: give a one-word target, or run the adapter with --prompt-logprobs (vLLM)"
-            )
+        self._check_scorable(target, "target")
         renderer = Renderer(instance, self.options.render)
         return PreparedInstance(instance, renderer.words, state=_InstanceState(renderer))
+
+    def _check_scorable(self, answer: str, what: str) -> None:
+        """Refuse an answer that top log-probabilities cannot score: more than one word."""
+        scoring = self.options.scoring
+        if not scoring.prompt_logprobs and not scoring.target_token_ids and len(answer.split()) > 1:
+            raise InvalidArgument(
+                f"the {what} {shown(answer)} has more than one word, but top log-probabilities score only the first "
+                "answer token: give a one-word answer, or run the adapter with --prompt-logprobs (vLLM)"
+            )
 
     # -- requests --------------------------------------------------------------------------
 
@@ -142,9 +155,19 @@ class OpenAIBackend(ScoringBackend):
                 body["extra_body"] = {"return_tokens_as_token_ids": True}
         return body
 
+    def _greedy_body(self, rendered: RenderedInput, image_url: str) -> dict[str, Any]:
+        """The chat-completion arguments of the model's own answer: a few tokens at temperature 0, no
+        log-probabilities."""
+        content = [{"type": "image_url", "image_url": {"url": image_url, "detail": self.options.render.detail}},
+                   {"type": "text", "text": rendered.prompt}]
+        return {"model": self.options.endpoint.model, "messages": [{"role": "user", "content": content}],
+                "max_tokens": GREEDY_MAX_TOKENS, "temperature": 0.0}
+
     def _key(self, rendered: RenderedInput, target: str) -> str:
+        return self._hash(self._body(rendered, "sha256:" + rendered.pixel_digest(), target))
+
+    def _hash(self, body: dict[str, Any]) -> str:
         """The cache key: credentials pick who pays, not what the model answers, so only the display URL counts."""
-        body = self._body(rendered, "sha256:" + rendered.pixel_digest(), target)
         material = json.dumps({"base_url": self.options.endpoint.url.display, "body": body}, sort_keys=True)
         return hashlib.sha256(material.encode()).hexdigest()
 
@@ -197,6 +220,48 @@ class OpenAIBackend(ScoringBackend):
             return self._body(rendered, rendered.data_url(), target)
 
         return Pending(key, body, self._tokens(state, rendered), target)
+
+    def answer(self, instance: PreparedInstance[_InstanceState], candidates: Sequence[str],
+               call: ScoreCall) -> AnswerResult:
+        """With candidates: each scored as Score scores the full coalition with it as the target (one request
+        serves them all unless prompt log-probabilities need one each), the highest wins. Without: one greedy
+        completion at temperature 0, cached like any paid answer, its text cut by the answer pattern."""
+        state: _InstanceState = instance.state
+        if candidates:
+            if self.options.scoring.target_token_ids:
+                raise InvalidArgument("with target token ids every candidate would get the same score: this adapter "
+                                      "scores fixed tokens, so it cannot choose among candidates")
+            for k, candidate in enumerate(candidates):
+                self._check_scorable(candidate.strip(), f"candidate {k}")
+            targets = [c.strip() for c in candidates]
+            rendered = state.renderer.render(np.ones(instance.num_players, dtype=bool))
+            pending = [Pending(self._key(rendered, t), lambda t=t: self._body(rendered, rendered.data_url(), t),
+                               self._tokens(state, rendered), t) for t in targets]
+            answers, usage = self._paid(state, pending, call)
+            scored = [score(answers[p.key], t, self.options.scoring) for p, t in zip(pending, targets)]
+            usage.bounded = sum(b for _, b in scored)
+            return argmax_answer(candidates, [v for v, _ in scored], usage)
+        rendered = state.renderer.render(np.ones(instance.num_players, dtype=bool))
+        key = self._hash(self._greedy_body(rendered, "sha256:" + rendered.pixel_digest()))
+        tokens = self._tokens(state, rendered) - self.options.endpoint.max_tokens + GREEDY_MAX_TOKENS
+        pending = Pending(key, lambda: self._greedy_body(rendered, rendered.data_url()), tokens, "", greedy=True)
+        answers, usage = self._paid(state, [pending], call)
+        raw = answers[key].text
+        answer, note = self.answer_pattern.extract(raw)
+        return AnswerResult(answer, raw=raw, how=f"greedy at temperature 0, {note}", usage=usage)
+
+    def _paid(self, state: _InstanceState, pending: list[Pending],
+              call: ScoreCall) -> tuple[dict[str, Answer], common_pb2.Usage]:
+        """The answers of ``pending`` from the cache, the misses paid for (each distinct key once), and the usage."""
+        cached = self.cache.get_many(p.key for p in pending)
+        misses = {p.key: p for p in pending if p.key not in cached}
+        self.metrics.cache_hits.inc(len(pending) - len(misses))
+        self.metrics.cache_misses.inc(len(misses))
+        paid, usage = self.endpoint.fetch(list(misses.values()), call.job, call.cancelled, call.deadline) if misses \
+            else ({}, common_pb2.Usage())
+        self._observe(state, list(paid.values()))
+        usage.cache_hits = len(pending) - usage.requests
+        return {**cached, **paid}, usage
 
     def _estimate(self, state: _InstanceState, masks: np.ndarray, misses: dict[str, int],
                   hits: int) -> ScoreResult:

@@ -32,7 +32,7 @@ from .cache import ScoreCache
 from .credentials import EndpointURL, clean_key, parse_base_url
 from .limits import Price, RateLimiter, SpendLedger
 from .retry import Redactor, RetryPolicy, describe, final_error, retry_after
-from .scoring import Answer, MalformedAnswer, ScoringOptions, UnusableAnswer, parse_answer
+from .scoring import Answer, MalformedAnswer, ScoringOptions, UnusableAnswer, parse_answer, parse_text
 
 log = logging.getLogger("multishap.openai")
 _MIN_ATTEMPT_S = 0.05  # an attempt with less time than this is not sent: it would be paid for and cut off
@@ -75,12 +75,14 @@ class EndpointConfig:
 
 @dataclass(frozen=True)
 class Pending:
-    """One masked input to pay for: its cache key, request body and estimated tokens."""
+    """One masked input to pay for: its cache key, request body and estimated tokens; ``greedy``: a plain
+    completion whose text is kept (the model's own answer), not log-probabilities."""
 
     key: str
     body: Callable[[], dict[str, Any]]  # built lazily: the PNG is encoded only when the request goes out
     tokens: int
     target: str
+    greedy: bool = False
 
 
 class _Halted(Exception):
@@ -329,7 +331,7 @@ class Endpoint:
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 raise MalformedAnswer(f"the answer is not valid JSON ({exc})") from None
             try:
-                answer = parse_answer(data, self.scoring, p.target)
+                answer = parse_text(data) if p.greedy else parse_answer(data, self.scoring, p.target)
             except UnusableAnswer as exc:
                 self._account(exc.prompt_tokens, exc.completion_tokens, job, spent)
                 raise

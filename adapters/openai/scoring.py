@@ -46,22 +46,24 @@ class UnusableAnswer(Exception):
 
 @dataclass(frozen=True)
 class Answer:
-    """What is kept of one paid answer: enough to score any target without paying again."""
+    """What is kept of one paid answer: enough to score any target without paying again, or the text of a
+    greedy completion (the model's own answer)."""
 
     top: tuple[tuple[str, float], ...] = ()        # (token, logprob) alternatives of the first token
     prompt_tail: tuple[tuple[str, float], ...] = ()  # (decoded token, logprob) of the prompt's last tokens
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    text: str = ""                                 # a greedy completion's message content
 
     def to_json(self) -> dict[str, Any]:
         return {"top": [list(t) for t in self.top], "prompt_tail": [list(t) for t in self.prompt_tail],
-                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+                "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "text": self.text}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Answer":
         return cls(tuple((str(t), float(lp)) for t, lp in data["top"]),
                    tuple((str(t), float(lp)) for t, lp in data["prompt_tail"]),
-                   int(data["prompt_tokens"]), int(data["completion_tokens"]))
+                   int(data["prompt_tokens"]), int(data["completion_tokens"]), str(data.get("text", "")))
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,20 @@ def parse_answer(body: Any, options: ScoringOptions, target: str, tail_length: i
     if not top:
         top = ((str(first.get("token", "")), float(first.get("logprob", 0.0))),)
     return Answer(top=top, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+
+def parse_text(body: Any) -> Answer:
+    """The message text of a greedy chat completion (the model's own answer); UnusableAnswer when there is none."""
+    if not isinstance(body, dict):
+        raise UnusableAnswer(f"the answer is JSON but not an object ({type(body).__name__})")
+    prompt_tokens, completion_tokens = _usage(body)
+    try:
+        text = body["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        text = None
+    if not isinstance(text, str):
+        raise UnusableAnswer("the answer has no message text", prompt_tokens, completion_tokens)
+    return Answer(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, text=text)
 
 
 def bounded_note(options: ScoringOptions) -> Optional[str]:

@@ -13,7 +13,9 @@ request answers without log-probabilities ("unusable"). A request must carry the
 (or, when given, HTTP Basic credentials) and any required query parameters; a refusal
 echoes the credentials it got, as some servers do, so tests can check they go no further. The
 server counts requests per coalition and records arrival times, to measure its own rate.
-It bills ~4 characters a token plus OpenAI's image rule (85 + 170 per 512-pixel tile).
+It bills ~4 characters a token plus OpenAI's image rule (85 + 170 per 512-pixel tile). A
+request without log-probabilities (a model's own answer) gets a two-line text whose first
+line is "Answer: " and the most likely token.
 Used by the tests and by ``bench/openai.py``; also handy to rehearse an audit offline.
 """
 
@@ -215,6 +217,8 @@ class SimulatedEndpoint:
         usage["total_tokens"] = usage["prompt_tokens"] + 1
         if "prompt_logprobs" in body:
             reply = _prompt_logprobs_reply(body, self.task.target, logprob)
+        elif not body.get("logprobs"):
+            reply = _plain_reply(self.task.target, logprob, self.missing(mask))
         else:
             reply = _top_logprobs_reply(self.task.target, logprob, int(body.get("top_logprobs") or 0),
                                         self.missing(mask), bool(body.get("return_tokens_as_token_ids")))
@@ -286,6 +290,13 @@ def _top_logprobs_reply(target: str, logprob: float, k: int, missing: bool, as_i
     content = [{**first, "top_logprobs": top[:k] if k else []}]
     return {"choices": [{"index": 0, "message": {"role": "assistant", "content": first["token"]},
                          "logprobs": {"content": content}, "finish_reason": "length"}]}
+
+
+def _plain_reply(target: str, logprob: float, missing: bool) -> dict:
+    """A completion without log-probabilities: "Answer: <the most likely token>" and a second line."""
+    word = _top_logprobs_reply(target, logprob, 1, missing, False)["choices"][0]["message"]["content"].strip()
+    text = f"Answer: {word}\nThe simulator answers with its most likely token."
+    return {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
 
 
 def _prompt_logprobs_reply(body: dict, target: str, logprob: float) -> dict:

@@ -3,17 +3,20 @@
 Text players are the whitespace-separated words of the text; image players the grid's
 patches. ``parameters["family"]`` names the game family (default "mixed") and
 ``parameters["seed"]`` its seed (default: derived from the instance's content), so the
-same request always gets the same answer from any replica.
+same request always gets the same answer from any replica. A game has no answer of its own:
+``parameters["answer"]`` gives the instance a known one, for testing the Answer RPC.
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import Sequence
 
 import numpy as np
 
-from multishap.adapters.backend import DecodedInstance, ModelBackend, PreparedInstance
-from multishap.service.rpc.errors import InvalidArgument, shown
+from multishap.adapters.backend import (AnswerResult, DecodedInstance, ModelBackend, PreparedInstance, ScoreCall,
+                                        argmax_answer)
+from multishap.service.rpc.errors import InvalidArgument, Unimplemented, shown
 
 from multishap.service.math.games import FAMILIES, MobiusGame, SmoothGame, make_game
 
@@ -25,7 +28,8 @@ class SyntheticBackend(ModelBackend):
 
     model_id = "multishap/synthetic"
     score_semantics = "synthetic game value (closed-form truth where the family has one)"
-    parameters = {"family": f"game family: {', '.join(FAMILIES)}", "seed": "the game's seed, a whole number"}
+    parameters = {"family": f"game family: {', '.join(FAMILIES)}", "seed": "the game's seed, a whole number",
+                  "answer": "the instance's known answer, which Answer returns"}
 
     def prepare(self, instance: DecodedInstance) -> PreparedInstance[MobiusGame | SmoothGame]:
         tokens = instance.text.split()
@@ -46,3 +50,14 @@ class SyntheticBackend(ModelBackend):
 
     def forward(self, instance: PreparedInstance[MobiusGame | SmoothGame], masks: np.ndarray) -> np.ndarray:
         return instance.state(masks)
+
+    def answer(self, instance: PreparedInstance, candidates: Sequence[str], call: ScoreCall) -> AnswerResult:
+        """The instance's ``answer`` parameter; with candidates, each scores 1.0 when it equals that answer, else
+        0.0, and the highest wins. Without the parameter: Unimplemented (a game cannot answer)."""
+        known = instance.decoded.parameters.get("answer")
+        if known is None:
+            raise Unimplemented("this target cannot answer: a synthetic game has an answer only when the "
+                                "instance's parameter 'answer' gives one")
+        if candidates:
+            return argmax_answer(candidates, [float(c == known) for c in candidates])
+        return AnswerResult(known, how="the instance's answer parameter")

@@ -39,6 +39,7 @@ def add_parser(sub: argparse._SubParsersAction, parent: Parser) -> None:
                              "the largest that fits the free memory on CUDA", 0, type=types.integer(0))
     hf.option("threads", "torch intra-op threads; 0: 1 or every CPU, whichever the start-up probe finds faster",
               0, type=types.integer(0))
+    hf.option("answer-pattern", "vlm: " + openai_adapter.ANSWER_PATTERN_HELP, type=openai_adapter.answer_pattern)
     hf.flag("fuse", "imagenet-zeroshot: run the image network traced and frozen, BatchNorm folded "
                     "(the same scores to about 1e-6, faster)", True)
     _listen(hf, "hf")
@@ -64,7 +65,7 @@ def _backend(args: argparse.Namespace):
 
         model = None if args.model is None else str(args.model)
         return load_backend(args.kind, model, args.device, args.dtype, args.micro_batch, args.score, args.threads,
-                            args.fuse)
+                            args.fuse, args.answer_pattern)
     if args.adapter == "openai":
         return openai_adapter.backend(args)
     from multishap.adapters.synthetic.backend import SyntheticBackend

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 from pathlib import Path
 
 from multishap.service.rpc.convert import IMAGE_BASELINES
@@ -61,6 +62,20 @@ def add_options(p: Parser) -> None:
              type=types.number(0.0, inclusive=False))
     p.option("prices", "TOML price table: [models.\"NAME\"] input = ..., output = ... per million tokens",
              type=types.path)
+    p.option("answer-pattern", ANSWER_PATTERN_HELP, type=answer_pattern)
+
+
+ANSWER_PATTERN_HELP = ("regular expression that extracts the model's own answer (Answer RPC) from its greedy text: "
+                       "group 1 if it has groups, else the match; default: the first line")
+
+
+def answer_pattern(text: str) -> str:
+    """A Python regular expression that compiles, for --answer-pattern."""
+    try:
+        re.compile(text)
+    except re.error as err:
+        raise argparse.ArgumentTypeError(f"the answer pattern {text!r} is not a regular expression ({err})") from None
+    return text
 
 
 def api_key(args: argparse.Namespace) -> tuple[str, str]:
@@ -91,7 +106,7 @@ def backend(args: argparse.Namespace):
                                prompt_logprobs=args.prompt_logprobs,
                                target_token_ids=args.target_token_ids or frozenset()),
         cache_path=args.cache, max_requests=args.max_requests, max_cost=args.max_cost,
-        price=load_price(args.prices, args.model) if args.prices else None,
+        price=load_price(args.prices, args.model) if args.prices else None, answer_pattern=args.answer_pattern,
     )
     if not options.endpoint.api_key and not options.endpoint.url.auth:
         logging.warning("no API key (OPENAI_API_KEY or --api-key-file): requests go out without one")

@@ -77,6 +77,7 @@ class Limits:
     max_steps: int = 100                    # Faithfulness alpha steps
     max_chunks: int = 10                    # macro-game chunks (2^(2 + chunks) coalitions per step)
     max_dataset_items: int = 10_000         # instances of one dataset job
+    max_candidates: int = 64                # answers, captions or classes one correctness check chooses among
     max_pending_job_items: int = 100_000    # job items waiting or running, per identity (all callers without tokens)
 
 

@@ -103,5 +103,9 @@ class FailedPrecondition(ServiceError):
     """The request is fine but the target cannot serve it as configured."""
 
 
+class Unimplemented(ServiceError):
+    """The target does not do what was asked (e.g. answer on its own), however the request is put."""
+
+
 class TargetFailed(ServiceError):
     """The target answered, but wrongly (NaN scores, wrong count, an internal error)."""

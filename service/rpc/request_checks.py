@@ -6,6 +6,7 @@ The explainer's own request options are checked in :mod:`multishap.service.expla
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 from multishap.service.math.validation import check_grid
 from multishap.service.rpc.config import Limits
@@ -62,6 +63,21 @@ def _check_masking(masking: common_pb2.MaskingOptions) -> None:
         raise InvalidArgument(f"blur_radius must be a number of pixels from 0 to {MAX_BLUR_RADIUS:g}; got {radius!r}")
     if len(masking.text_mask) > MAX_TEXT_MASK_CHARS:
         raise InvalidArgument(f"text_mask holds at most {MAX_TEXT_MASK_CHARS} characters; got {len(masking.text_mask)}")
+
+
+def check_candidates(candidates: Sequence[str], limits: Limits) -> None:
+    """A correctness check's candidates: at most max_candidates, each non-blank, no longer than max_text_chars,
+    no two the same."""
+    if len(candidates) > limits.max_candidates:
+        raise over_limit(f"the check has {len(candidates)} candidates", "max_candidates", limits.max_candidates)
+    for k, candidate in enumerate(candidates):
+        if not candidate.strip():
+            raise InvalidArgument(f"candidate {k} is blank: every candidate is an answer, caption or class")
+        if len(candidate) > limits.max_text_chars:
+            raise over_limit(f"candidate {k} has {len(candidate)} characters", "max_text_chars",
+                             limits.max_text_chars)
+    if len(set(candidates)) != len(candidates):
+        raise InvalidArgument("the candidates repeat one another: give each answer, caption or class once")
 
 
 def check_players(num_patches: int, num_tokens: int, limits: Limits) -> None:

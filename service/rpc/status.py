@@ -22,6 +22,7 @@ STATUS_CODES: dict[type, grpc.StatusCode] = {
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
     errors.TargetFailed: grpc.StatusCode.INTERNAL,
 }
 

@@ -25,25 +25,29 @@ _sym_db = _symbol_database.Default()
 from multishap.v1 import common_pb2 as multishap_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19multishap/v1/scorer.proto\x12\x0cmultishap.v1\x1a\x19multishap/v1/common.proto\";\n\x0f\x44\x65scribeRequest\x12(\n\x08instance\x18\x01 \x01(\x0b\x32\x16.multishap.v1.Instance\"\x91\x02\n\x07Players\x12 \n\x04grid\x18\x01 \x01(\x0b\x32\x12.multishap.v1.Grid\x12\x0e\n\x06tokens\x18\x02 \x03(\t\x12\x17\n\x0fscore_semantics\x18\x03 \x01(\t\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x12\n\nfactorised\x18\x05 \x01(\x08\x12(\n\x04\x63\x61ps\x18\x07 \x01(\x0b\x32\x1a.multishap.v1.SpendingCaps\x12\"\n\x05\x63osts\x18\x08 \x01(\x0b\x32\x13.multishap.v1.Costs\x12\x17\n\x0fpreferred_batch\x18\t \x01(\r\x12!\n\x19preferred_timeout_seconds\x18\n \x01(\x01J\x04\x08\x06\x10\x07R\x05truth\"S\n\x05\x43osts\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x14\n\x0cimage_encode\x18\x02 \x01(\x01\x12\x13\n\x0btext_encode\x18\x03 \x01(\x01\x12\x11\n\tcoalition\x18\x04 \x01(\x01\"\xb0\x01\n\x0cScoreRequest\x12(\n\x08instance\x18\x01 \x01(\x0b\x32\x16.multishap.v1.Instance\x12\x13\n\x0bnum_players\x18\x02 \x01(\r\x12\x16\n\x0enum_coalitions\x18\x03 \x01(\r\x12\x12\n\ncoalitions\x18\x04 \x01(\x0c\x12\x0b\n\x03job\x18\x05 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\x12\x17\n\x0finstance_digest\x18\x07 \x01(\t\"\xf9\x01\n\x13ScoreProductRequest\x12(\n\x08instance\x18\x01 \x01(\x0b\x32\x16.multishap.v1.Instance\x12\x17\n\x0finstance_digest\x18\x02 \x01(\t\x12\x13\n\x0bnum_patches\x18\x03 \x01(\r\x12\x12\n\nnum_tokens\x18\x04 \x01(\r\x12\x17\n\x0fnum_image_masks\x18\x05 \x01(\r\x12\x13\n\x0bimage_masks\x18\x06 \x01(\x0c\x12\x16\n\x0enum_text_masks\x18\x07 \x01(\r\x12\x12\n\ntext_masks\x18\x08 \x01(\x0c\x12\x0b\n\x03job\x18\t \x01(\t\x12\x0f\n\x07\x64ry_run\x18\n \x01(\x08\"m\n\rScoreResponse\x12\x0e\n\x06values\x18\x01 \x01(\x0c\x12\x0f\n\x07\x62ounded\x18\x02 \x01(\x0c\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.multishap.v1.Usage\x12\x17\n\x0finstance_digest\x18\x04 \x01(\t2\xdc\x01\n\x06Scorer\x12@\n\x08\x44\x65scribe\x12\x1d.multishap.v1.DescribeRequest\x1a\x15.multishap.v1.Players\x12@\n\x05Score\x12\x1a.multishap.v1.ScoreRequest\x1a\x1b.multishap.v1.ScoreResponse\x12N\n\x0cScoreProduct\x12!.multishap.v1.ScoreProductRequest\x1a\x1b.multishap.v1.ScoreResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19multishap/v1/scorer.proto\x12\x0cmultishap.v1\x1a\x19multishap/v1/common.proto\"Z\n\rAnswerRequest\x12(\n\x08instance\x18\x01 \x01(\x0b\x32\x16.multishap.v1.Instance\x12\x12\n\ncandidates\x18\x02 \x03(\t\x12\x0b\n\x03job\x18\x03 \x01(\t\"n\n\x0e\x41nswerResponse\x12\x0e\n\x06\x61nswer\x18\x01 \x01(\t\x12\x0e\n\x06scores\x18\x02 \x03(\x01\x12\x0b\n\x03raw\x18\x03 \x01(\t\x12\x0b\n\x03how\x18\x04 \x01(\t\x12\"\n\x05usage\x18\x05 \x01(\x0b\x32\x13.multishap.v1.Usage\";\n\x0f\x44\x65scribeRequest\x12(\n\x08instance\x18\x01 \x01(\x0b\x32\x16.multishap.v1.Instance\"\x91\x02\n\x07Players\x12 \n\x04grid\x18\x01 \x01(\x0b\x32\x12.multishap.v1.Grid\x12\x0e\n\x06tokens\x18\x02 \x03(\t\x12\x17\n\x0fscore_semantics\x18\x03 \x01(\t\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x12\n\nfactorised\x18\x05 \x01(\x08\x12(\n\x04\x63\x61ps\x18\x07 \x01(\x0b\x32\x1a.multishap.v1.SpendingCaps\x12\"\n\x05\x63osts\x18\x08 \x01(\x0b\x32\x13.multishap.v1.Costs\x12\x17\n\x0fpreferred_batch\x18\t \x01(\r\x12!\n\x19preferred_timeout_seconds\x18\n \x01(\x01J\x04\x08\x06\x10\x07R\x05truth\"S\n\x05\x43osts\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x14\n\x0cimage_encode\x18\x02 \x01(\x01\x12\x13\n\x0btext_encode\x18\x03 \x01(\x01\x12\x11\n\tcoalition\x18\x04 \x01(\x01\"\xb0\x01\n\x0cScoreRequest\x12(\n\x08instance\x18\x01 \x01(\x0b\x32\x16.multishap.v1.Instance\x12\x13\n\x0bnum_players\x18\x02 \x01(\r\x12\x16\n\x0enum_coalitions\x18\x03 \x01(\r\x12\x12\n\ncoalitions\x18\x04 \x01(\x0c\x12\x0b\n\x03job\x18\x05 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x06 \x01(\x08\x12\x17\n\x0finstance_digest\x18\x07 \x01(\t\"\xf9\x01\n\x13ScoreProductRequest\x12(\n\x08instance\x18\x01 \x01(\x0b\x32\x16.multishap.v1.Instance\x12\x17\n\x0finstance_digest\x18\x02 \x01(\t\x12\x13\n\x0bnum_patches\x18\x03 \x01(\r\x12\x12\n\nnum_tokens\x18\x04 \x01(\r\x12\x17\n\x0fnum_image_masks\x18\x05 \x01(\r\x12\x13\n\x0bimage_masks\x18\x06 \x01(\x0c\x12\x16\n\x0enum_text_masks\x18\x07 \x01(\r\x12\x12\n\ntext_masks\x18\x08 \x01(\x0c\x12\x0b\n\x03job\x18\t \x01(\t\x12\x0f\n\x07\x64ry_run\x18\n \x01(\x08\"m\n\rScoreResponse\x12\x0e\n\x06values\x18\x01 \x01(\x0c\x12\x0f\n\x07\x62ounded\x18\x02 \x01(\x0c\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.multishap.v1.Usage\x12\x17\n\x0finstance_digest\x18\x04 \x01(\t2\xa1\x02\n\x06Scorer\x12@\n\x08\x44\x65scribe\x12\x1d.multishap.v1.DescribeRequest\x1a\x15.multishap.v1.Players\x12@\n\x05Score\x12\x1a.multishap.v1.ScoreRequest\x1a\x1b.multishap.v1.ScoreResponse\x12N\n\x0cScoreProduct\x12!.multishap.v1.ScoreProductRequest\x1a\x1b.multishap.v1.ScoreResponse\x12\x43\n\x06\x41nswer\x12\x1b.multishap.v1.AnswerRequest\x1a\x1c.multishap.v1.AnswerResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'multishap.v1.scorer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DESCRIBEREQUEST']._serialized_start=70
-  _globals['_DESCRIBEREQUEST']._serialized_end=129
-  _globals['_PLAYERS']._serialized_start=132
-  _globals['_PLAYERS']._serialized_end=405
-  _globals['_COSTS']._serialized_start=407
-  _globals['_COSTS']._serialized_end=490
-  _globals['_SCOREREQUEST']._serialized_start=493
-  _globals['_SCOREREQUEST']._serialized_end=669
-  _globals['_SCOREPRODUCTREQUEST']._serialized_start=672
-  _globals['_SCOREPRODUCTREQUEST']._serialized_end=921
-  _globals['_SCORERESPONSE']._serialized_start=923
-  _globals['_SCORERESPONSE']._serialized_end=1032
-  _globals['_SCORER']._serialized_start=1035
-  _globals['_SCORER']._serialized_end=1255
+  _globals['_ANSWERREQUEST']._serialized_start=70
+  _globals['_ANSWERREQUEST']._serialized_end=160
+  _globals['_ANSWERRESPONSE']._serialized_start=162
+  _globals['_ANSWERRESPONSE']._serialized_end=272
+  _globals['_DESCRIBEREQUEST']._serialized_start=274
+  _globals['_DESCRIBEREQUEST']._serialized_end=333
+  _globals['_PLAYERS']._serialized_start=336
+  _globals['_PLAYERS']._serialized_end=609
+  _globals['_COSTS']._serialized_start=611
+  _globals['_COSTS']._serialized_end=694
+  _globals['_SCOREREQUEST']._serialized_start=697
+  _globals['_SCOREREQUEST']._serialized_end=873
+  _globals['_SCOREPRODUCTREQUEST']._serialized_start=876
+  _globals['_SCOREPRODUCTREQUEST']._serialized_end=1125
+  _globals['_SCORERESPONSE']._serialized_start=1127
+  _globals['_SCORERESPONSE']._serialized_end=1236
+  _globals['_SCORER']._serialized_start=1239
+  _globals['_SCORER']._serialized_end=1528
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,30 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AnswerRequest(_message.Message):
+    __slots__ = ("instance", "candidates", "job")
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    instance: _common_pb2.Instance
+    candidates: _containers.RepeatedScalarFieldContainer[str]
+    job: str
+    def __init__(self, instance: _Optional[_Union[_common_pb2.Instance, _Mapping]] = ..., candidates: _Optional[_Iterable[str]] = ..., job: _Optional[str] = ...) -> None: ...
+
+class AnswerResponse(_message.Message):
+    __slots__ = ("answer", "scores", "raw", "how", "usage")
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    HOW_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    answer: str
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    raw: str
+    how: str
+    usage: _common_pb2.Usage
+    def __init__(self, answer: _Optional[str] = ..., scores: _Optional[_Iterable[float]] = ..., raw: _Optional[str] = ..., how: _Optional[str] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ...) -> None: ...
+
 class DescribeRequest(_message.Message):
     __slots__ = ("instance",)
     INSTANCE_FIELD_NUMBER: _ClassVar[int]

@@ -49,6 +49,11 @@ class ScorerStub:
                 request_serializer=multishap_dot_v1_dot_scorer__pb2.ScoreProductRequest.SerializeToString,
                 response_deserializer=multishap_dot_v1_dot_scorer__pb2.ScoreResponse.FromString,
                 _registered_method=True)
+        self.Answer = channel.unary_unary(
+                '/multishap.v1.Scorer/Answer',
+                request_serializer=multishap_dot_v1_dot_scorer__pb2.AnswerRequest.SerializeToString,
+                response_deserializer=multishap_dot_v1_dot_scorer__pb2.AnswerResponse.FromString,
+                _registered_method=True)
 
 
 class ScorerServicer:
@@ -80,6 +85,19 @@ class ScorerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Answer(self, request, context):
+        """The model's own answer to the whole (unmasked) instance, for correctness capture. Given
+        candidates, it is the candidate the model scores highest, each scored as Score scores
+        the full coalition with that candidate in place of what the target is scored on: the
+        caption (instance.text) of a dual encoder, the answer (instance.target) of a generative
+        model or VQA classifier. Without candidates, a generative model answers greedily (its
+        text, then the adapter's answer pattern extracts the answer), a classifier with its top
+        class; a target that cannot answer that way says UNIMPLEMENTED or INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ScorerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +115,11 @@ def add_ScorerServicer_to_server(servicer, server):
                     servicer.ScoreProduct,
                     request_deserializer=multishap_dot_v1_dot_scorer__pb2.ScoreProductRequest.FromString,
                     response_serializer=multishap_dot_v1_dot_scorer__pb2.ScoreResponse.SerializeToString,
+            ),
+            'Answer': grpc.unary_unary_rpc_method_handler(
+                    servicer.Answer,
+                    request_deserializer=multishap_dot_v1_dot_scorer__pb2.AnswerRequest.FromString,
+                    response_serializer=multishap_dot_v1_dot_scorer__pb2.AnswerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +203,33 @@ class Scorer:
             '/multishap.v1.Scorer/ScoreProduct',
             multishap_dot_v1_dot_scorer__pb2.ScoreProductRequest.SerializeToString,
             multishap_dot_v1_dot_scorer__pb2.ScoreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Answer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/multishap.v1.Scorer/Answer',
+            multishap_dot_v1_dot_scorer__pb2.AnswerRequest.SerializeToString,
+            multishap_dot_v1_dot_scorer__pb2.AnswerResponse.FromString,
             options,
             channel_credentials,
             insecure,
