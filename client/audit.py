@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional, Protocol, Sequence, Union
 
 from multishap.service import defaults
+from multishap.service.audit import SplitMetrics, split_metrics
 from multishap.service.math.metrics import dataset_summary
 from multishap.service.rpc.tls import TLSArg
 
@@ -45,13 +46,15 @@ class RowSink(Protocol):
 
 @dataclass(frozen=True)
 class TargetSummary:
-    """MSR and SDR at one target over its finished rows (NaN when none finished), and how many failed."""
+    """MSR and SDR at one target over its finished rows (NaN when none finished), how many failed, and the splits
+    (all, correct, incorrect, true, foil) with their intervals (:func:`multishap.service.audit.split_metrics`)."""
 
     target: str
     msr: float
     sdr: float
     instances: int
     failed: int
+    splits: list[SplitMetrics] = field(default_factory=list)
 
 
 @dataclass
@@ -165,10 +168,10 @@ class _Audit:
         rows = [store.rows[slot] for slot in self.wanted if slot in store.rows and store.rows[slot]["error"] is None]
         summaries = {}
         for target in self.targets:
-            ratios = [row["synergy_ratio"] for row in rows if row["target"] == target]
-            dm = dataset_summary(ratios)
-            summaries[target] = TargetSummary(target, dm.msr, dm.sdr, len(ratios),
-                                              sum(f["target"] == target for f in self.failures))
+            own = [row for row in rows if row["target"] == target]
+            dm = dataset_summary(row["synergy_ratio"] for row in own)
+            summaries[target] = TargetSummary(target, dm.msr, dm.sdr, len(own),
+                                              sum(f["target"] == target for f in self.failures), split_metrics(own))
         return AuditReport(summaries, rows, self.failures, self.skipped)
 
 

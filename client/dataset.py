@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Iterator, Mapping, Optional, Union
 
 from multishap.service import defaults
+from multishap.service.audit import SplitMetrics, split_metrics
 from multishap.service.math.metrics import dataset_summary
 
 from .errors import ExplainerError
@@ -39,6 +40,8 @@ PHI_OPTIONS: dict[str, Any] = {
     name: p.default for name, p in inspect.signature(explain_call).parameters.items()
     if p.kind is p.KEYWORD_ONLY and name not in ("target", "progress", "timeout")
 }
+# A record's own explain() options, over the run's.
+RECORD_OPTIONS = ("answer", "grid", "parameters", "ground_truth", "candidates", "role")
 # What one instance's call may fail with and still leave the run going: the failure is written as its row.
 INSTANCE_ERRORS = (ExplainerError, ValueError)
 
@@ -48,8 +51,11 @@ Outcome = Union[Explanation, Exception]
 
 @dataclass
 class DatasetReport:
-    """MSR and SDR over the finished instances, one row per finished instance (id, metrics, evaluations, seconds
-    and usage), the failures (id and error) and the usage summed over the rows, earlier runs included."""
+    """MSR and SDR over the finished instances, one row per finished instance (id, metrics, evaluations, seconds,
+    usage, and what an audit adds: ``role``, ``model_answer``, ``correct``, ``f_syn``), the failures (id and
+    error), the usage summed over the rows, earlier runs included, and ``splits``: MSR, SDR and F_syn with 95%
+    bootstrap intervals over all rows, the correct and incorrect ones and the true and foil targets
+    (:func:`multishap.service.audit.split_metrics`)."""
 
     msr: float
     sdr: float
@@ -57,6 +63,7 @@ class DatasetReport:
     skipped: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
     usage: Usage = Usage()
+    splits: list[SplitMetrics] = field(default_factory=list)
 
     def table(self) -> str:
         lines = ["| id | synergy ratio | total | synergy | suppression | evaluations |", "|---|---|---|---|---|---|"]
@@ -64,6 +71,32 @@ class DatasetReport:
             lines.append(f"| {r['id']} | {r['synergy_ratio']:.3f} | {r['total']:.4g} | {r['synergy']:.4g} | "
                          f"{r['suppression']:.4g} | {r['evaluations']} |")
         return "\n".join(lines)
+
+    def splits_table(self) -> str:
+        """The splits as a markdown table: instances, MSR, SDR and F_syn, each with its interval."""
+        def ci(value: float, interval: tuple[float, float]) -> str:
+            return "n/a" if value != value else f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+        level = f"{self.splits[0].level:.0%}" if self.splits else "95%"
+        lines = [f"| split | instances | MSR [{level} CI] | SDR [{level} CI] | F_syn [{level} CI] |",
+                 "|---|---|---|---|---|"]
+        for s in self.splits:
+            lines.append(f"| {s.name} | {s.count} | {ci(s.msr, s.msr_ci)} | {ci(s.sdr, s.sdr_ci)} | "
+                         f"{ci(s.f_syn, s.f_syn_ci)} |")
+        return "\n".join(lines)
+
+    def to_html(self, title: Optional[str] = None) -> str:
+        """The self-contained HTML report of the run: MSR and SDR with intervals, the splits, every row and the
+        failures."""
+        from .report_page import dataset_page
+
+        return dataset_page(self, title)
+
+    def save_html(self, path: Union[str, Path], title: Optional[str] = None) -> Path:
+        """Write :meth:`to_html` to ``path``; returns the path."""
+        from .report_page import write_page
+
+        return write_page(self.to_html(title), Path(path))
 
     def to_dataframe(self) -> "pandas.DataFrame":
         """One row per instance: the finished ones with their metrics, evaluations, seconds and usage, then the
@@ -73,6 +106,13 @@ class DatasetReport:
         except ImportError as err:
             raise ImportError("DatasetReport.to_dataframe() needs pandas: pip install 'multishap[notebook]'") from err
         return pandas.DataFrame([{**row, "error": None} for row in self.rows] + list(self.failed))
+
+
+def check_role(role: Any) -> str:
+    """A record's role: "true" (its target is the ground truth), "foil" (a wrong target on purpose) or ""."""
+    if role not in ("", "true", "foil"):
+        raise ValueError(f"a record's role must be 'true', 'foil' or absent; got {role!r}")
+    return role
 
 
 def instance_id(record: Mapping[str, Any]) -> str:
@@ -95,10 +135,13 @@ def check_options(options: Mapping[str, Any]) -> None:
 
 
 def explain_options(record: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
-    """The explain() keyword arguments for one dataset record: its answer, grid and parameters over ``options``."""
-    merged = {**options, **{k: record[k] for k in ("answer", "grid", "parameters") if k in record}}
+    """The explain() keyword arguments for one dataset record: its answer, grid, parameters, ground truth and
+    candidates over ``options``."""
+    merged = {**options, **{k: record[k] for k in RECORD_OPTIONS if k in record}}
     if "grid" in merged:
         merged["grid"] = tuple(merged["grid"])
+    if merged.get("candidates") is not None:
+        merged["candidates"] = [str(c) for c in merged["candidates"]]
     return merged
 
 
@@ -150,7 +193,7 @@ class ResultsFile:
 
     def _keep(self, row: dict[str, Any]) -> None:
         slot = (str(row["id"]), row.get("key"))
-        if "explanation" in row or "explanation" not in self.rows.get(slot, {}):
+        if replaces(row, self.rows.get(slot)):
             self.rows[slot] = row
 
     def finished(self, row_id: str, key: str) -> Optional[dict[str, Any]]:
@@ -269,12 +312,7 @@ class DatasetRun:
     def report(self) -> DatasetReport:
         """MSR, SDR and usage over every instance asked for that has a result, earlier runs included."""
         done = [(row_id, row) for row_id, key in self._wanted if (row := self.results.finished(row_id, key))]
-        ratios = [row["explanation"]["metrics"]["synergy_ratio"] for _, row in done]
-        dm = dataset_summary(ratios)
-        rows = [_report_row(row_id, row) for row_id, row in done]
-        total = Usage(**{name: sum(r[name] for r in rows) for name in Usage.__dataclass_fields__})
-        return DatasetReport(msr=dm.msr, sdr=dm.sdr, rows=rows,
-                             skipped=self.skipped, failed=self.failed, usage=total)
+        return dataset_report(done, self.failed, self.skipped)
 
 
 @contextmanager
@@ -292,13 +330,54 @@ def dataset_run(instances: Iterable[Mapping[str, Any]], target: str, out: Path, 
         run.results.compact()
 
 
-def _report_row(row_id: str, row: dict[str, Any]) -> dict[str, Any]:
-    """The report's row of one finished instance: id, metrics, evaluations, seconds and usage."""
+def replaces(row: Mapping[str, Any], held: Optional[Mapping[str, Any]]) -> bool:
+    """Whether a later results line ``row`` replaces the line ``held`` for its (id, key): a later line wins, but a
+    failure never replaces a success."""
+    return "explanation" in row or held is None or "explanation" not in held
+
+
+def dataset_report(done: Iterable[tuple[str, Mapping[str, Any]]], failed: list[dict[str, str]],
+                   skipped: int = 0) -> DatasetReport:
+    """The report of the finished lines ``done`` ((id, results-file line)) and the failures: MSR, SDR, rows,
+    summed usage and splits."""
+    rows = [_report_row(row_id, row) for row_id, row in done]
+    dm = dataset_summary(r["synergy_ratio"] for r in rows)
+    total = Usage(**{name: sum(r[name] for r in rows) for name in Usage.__dataclass_fields__})
+    return DatasetReport(msr=dm.msr, sdr=dm.sdr, rows=rows, skipped=skipped, failed=failed, usage=total,
+                         splits=split_metrics(rows))
+
+
+def results_report(lines: Iterable[Mapping[str, Any]]) -> DatasetReport:
+    """The report of a results file's lines, read as :class:`ResultsFile` reads them (without touching the file)."""
+    kept: dict[tuple[str, Any], Mapping[str, Any]] = {}
+    for row in lines:
+        slot = (str(row["id"]), row.get("key"))
+        if replaces(row, kept.get(slot)):
+            kept[slot] = row
+    done = [(row_id, row) for (row_id, _), row in kept.items() if "explanation" in row]
+    failed = [{"id": row_id, "error": str(row["error"])} for (row_id, _), row in kept.items()
+              if "explanation" not in row]
+    return dataset_report(done, failed)
+
+
+def audit_columns(explanation: Mapping[str, Any]) -> dict[str, Any]:
+    """What an audit adds to a row, from an explanation's dict: its role (true or foil target), the model's
+    answer, whether it is correct (None: not judged) and F_syn (None: not computed)."""
+    answer = explanation.get("answer") or {}
+    faithfulness = explanation.get("faithfulness") or {}
+    return {"role": explanation.get("role", ""), "model_answer": answer.get("answer") if answer else None,
+            "correct": answer.get("correct") if answer.get("judged") else None,
+            "f_syn": faithfulness.get("f_syn")}
+
+
+def _report_row(row_id: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The report's row of one finished instance: id, metrics, evaluations, seconds, usage and audit columns."""
     explanation = row["explanation"]
     usage = explanation.get("usage", {})
     return {"id": row_id, **explanation["metrics"], "evaluations": explanation["evaluations"],
             "seconds": explanation.get("seconds", 0.0),
-            **{name: usage.get(name, f.default) for name, f in Usage.__dataclass_fields__.items()}}
+            **{name: usage.get(name, f.default) for name, f in Usage.__dataclass_fields__.items()},
+            **audit_columns(explanation)}
 
 
 def _keys(instances: Iterable[Mapping[str, Any]], target: str, options: Mapping[str, Any],
@@ -309,6 +388,7 @@ def _keys(instances: Iterable[Mapping[str, Any]], target: str, options: Mapping[
     for record in instances:
         row_id = instance_id(record)
         try:
+            check_role(record.get("role", ""))
             wanted[(row_id, row_key(record, target, options))] = record
         except ValueError as err:
             results.append({"id": row_id, "key": None, "error": str(err)})

@@ -4,23 +4,34 @@ JSON, notebook and plot views."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 
 from multishap import __version__
 from multishap.service import defaults
 from multishap.service.math.metrics import InstanceMetrics
-from multishap.service.rpc.convert import matrix_from_proto, matrix_to_proto, metrics_from_proto, metrics_to_proto
+from multishap.service.rpc.convert import (
+    influence_from_proto,
+    influence_to_proto,
+    matrix_from_proto,
+    matrix_to_proto,
+    metrics_from_proto,
+    metrics_to_proto,
+)
 from multishap.v1 import common_pb2, explainer_pb2
 
+from .audit_results import ModelAnswer, influence_from_dict, influence_to_dict, stability_from_dict, stability_to_dict
 from .progress import BUDGET_UNITS, budget_unit_name
 from .provenance import SCHEMA_VERSION, Provenance, check_schema
 
 if TYPE_CHECKING:
     import pandas
     from matplotlib.figure import Figure
+
+    from multishap.service.audit import ModalityInfluence, StabilityResult
 
     from .images import ImageLike
 
@@ -104,6 +115,9 @@ def _array(values: Any) -> Optional[np.ndarray]:
 class Explanation:
     """Phi (patches x tokens) with its standard errors, players, metrics, cost and provenance.
 
+    What an audit adds, when asked for: ``answer`` (the model's own answer and whether it is correct),
+    ``influence`` (modality influence), ``faithfulness`` (F_syn of this explanation's MultiSHAP scores) and
+    ``stability`` (set by :meth:`ExplainerClient.stability`, never sent by the service).
     ``image`` (not saved to JSON) is the photo the heatmaps are drawn over.
     """
 
@@ -133,6 +147,11 @@ class Explanation:
     target_stderr: float = 0.0        # as asked (0: none)
     target_stderr_reached: bool = False
     provenance: Provenance = field(default_factory=Provenance)
+    role: str = ""                    # "true" or "foil" target, as the request said
+    answer: Optional[ModelAnswer] = None
+    influence: Optional["ModalityInfluence"] = None
+    faithfulness: Optional["FaithfulnessReport"] = None
+    stability: Optional["StabilityResult"] = None
     image: Optional[np.ndarray] = field(default=None, compare=False)
 
     @classmethod
@@ -141,6 +160,11 @@ class Explanation:
         """The explanation in ``msg``, answering ``request``; ``image`` defaults to the request's decoded image
         and ``image_name`` is the image's file name when it came from a path."""
         instance = None if request is None else request.instance
+        provenance = _provenance(instance, image_name)
+        faithfulness = None
+        if msg.HasField("faithfulness"):
+            faithfulness = replace(FaithfulnessReport.from_proto(msg.faithfulness), explainer="multishap",
+                                   grid=(msg.grid.rows, msg.grid.cols), provenance=provenance)
         return cls(
             phi=matrix_from_proto(msg.phi), stderr=matrix_from_proto(msg.stderr), tokens=list(msg.tokens),
             grid=(msg.grid.rows, msg.grid.cols), metrics=metrics_from_proto(msg.metrics),
@@ -152,13 +176,17 @@ class Explanation:
             cost=msg.cost, cost_unit=msg.cost_unit,
             budget_unit=budget_unit_name(msg.budget_unit),
             target_stderr=msg.target_stderr, target_stderr_reached=msg.target_stderr_reached,
-            provenance=_provenance(instance, image_name), image=_decoded(instance) if image is None else image,
+            provenance=provenance, image=_decoded(instance) if image is None else image, role=msg.role,
+            answer=ModelAnswer.from_proto(msg.answer) if msg.HasField("answer") else None,
+            influence=influence_from_proto(msg.influence, msg.v_full, msg.v_empty, msg.v_image_only,
+                                           msg.v_text_only) if msg.HasField("influence") else None,
+            faithfulness=faithfulness,
         )
 
     def to_proto(self) -> explainer_pb2.Explanation:
         """The Explanation message this was read from (provenance and image aside): what a job store keeps."""
         rows, cols = self.grid
-        return explainer_pb2.Explanation(
+        msg = explainer_pb2.Explanation(
             phi=_matrix(self.phi), stderr=_matrix(self.stderr), tokens=self.tokens,
             grid=common_pb2.Grid(rows=rows, cols=cols), metrics=metrics_to_proto(self.metrics),
             shapley=[] if self.shapley is None else self.shapley.tolist(), v_full=self.v_full, v_empty=self.v_empty,
@@ -167,12 +195,24 @@ class Explanation:
             seed=self.seed, method=self.method, index=self.index, budget=self.budget, target=self.target.to_proto(),
             usage=self.usage.to_proto(), dry_run=self.dry_run, cost=self.cost, cost_unit=self.cost_unit,
             budget_unit=BUDGET_UNITS[self.budget_unit], target_stderr=self.target_stderr,
-            target_stderr_reached=self.target_stderr_reached)
+            target_stderr_reached=self.target_stderr_reached, role=self.role)
+        if self.answer is not None:
+            msg.answer.CopyFrom(self.answer.to_proto())
+        if self.influence is not None:
+            msg.influence.CopyFrom(influence_to_proto(self.influence))
+        if self.faithfulness is not None:
+            msg.faithfulness.CopyFrom(self.faithfulness.to_proto())
+        return msg
 
     def to_dict(self) -> dict[str, Any]:
         """Every field but the image, as JSON types, under the current ``schema_version``."""
         out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
-        out.update((k, v) for k, v in asdict(self).items() if k != "image")
+        audit = ("image", "answer", "influence", "faithfulness", "stability")
+        out.update((k, v) for k, v in asdict(self).items() if k not in audit)
+        out["answer"] = None if self.answer is None else self.answer.to_dict()
+        out["influence"] = influence_to_dict(self.influence)
+        out["faithfulness"] = None if self.faithfulness is None else self.faithfulness.to_dict()
+        out["stability"] = stability_to_dict(self.stability)
         out["phi"], out["stderr"] = self.phi.tolist(), self.stderr.tolist()
         out["shapley"] = None if self.shapley is None else self.shapley.tolist()
         out["grid"] = list(self.grid)
@@ -194,6 +234,11 @@ class Explanation:
         data["target"] = Target(**data["target"])
         data["usage"] = Usage(**data.get("usage", {}))
         data["provenance"] = Provenance.from_dict(data.get("provenance", {}))
+        data["answer"] = None if data.get("answer") is None else ModelAnswer.from_dict(data["answer"])
+        data["influence"] = influence_from_dict(data.get("influence"))
+        data["faithfulness"] = (None if data.get("faithfulness") is None
+                                else FaithfulnessReport.from_dict(data["faithfulness"]))
+        data["stability"] = stability_from_dict(data.get("stability"))
         return cls(**data)
 
     @classmethod
@@ -212,6 +257,19 @@ class Explanation:
         from .frames import explanation_frame
 
         return explanation_frame(self)
+
+    def to_html(self, title: Optional[str] = None) -> str:
+        """The self-contained HTML report of this explanation: photo, per-token overlays with a token picker, the
+        strongest pairs, metrics, the audit parts and provenance; nothing in it loads from the network."""
+        from .report_page import explanation_page
+
+        return explanation_page(self, title)
+
+    def save_html(self, path: Union[str, Path], title: Optional[str] = None) -> Path:
+        """Write :meth:`to_html` to ``path``; returns the path."""
+        from .report_page import write_page
+
+        return write_page(self.to_html(title), Path(path))
 
     def _repr_html_(self) -> str:
         from .html import explanation_html
@@ -240,6 +298,10 @@ class Unimodal:
     @classmethod
     def from_proto(cls, msg: explainer_pb2.UnimodalResult) -> "Unimodal":
         return cls(msg.insertion, msg.deletion, msg.srg, tuple(msg.curve_ins), tuple(msg.curve_del))
+
+    def to_proto(self) -> explainer_pb2.UnimodalResult:
+        return explainer_pb2.UnimodalResult(insertion=self.insertion, deletion=self.deletion, srg=self.srg,
+                                            curve_ins=self.curve_ins, curve_del=self.curve_del)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Unimodal":
@@ -303,6 +365,17 @@ class FaithfulnessReport:
             grid=(0, 0) if instance is None else (instance.grid.rows, instance.grid.cols), explainer=explainer,
             provenance=_provenance(instance, image_name), image=_decoded(instance) if image is None else image,
         )
+
+    def to_proto(self) -> explainer_pb2.FaithfulnessResult:
+        """The FaithfulnessResult message this was read from (provenance, grid and image aside)."""
+        return explainer_pb2.FaithfulnessResult(
+            f_syn=self.f_syn, f_ins=self.f_ins, f_del=self.f_del, f_syn_unclipped=self.f_syn_unclipped,
+            f_syn_raw=self.f_syn_raw, alphas=self.alphas.tolist(), curve_ins=self.curve_ins.tolist(),
+            curve_del=self.curve_del.tolist(), visual=self.visual.to_proto(), text=self.text.to_proto(),
+            macro_per_step=[] if self.macro_per_step is None else self.macro_per_step.tolist(),
+            macro_auc=self.macro_auc or 0.0, evaluations=self.evaluations,
+            patch_scores=self.patch_scores.tolist(), token_scores=self.token_scores.tolist(), tokens=self.tokens,
+            seconds=self.seconds, target=self.target.to_proto(), usage=self.usage.to_proto())
 
     def to_dict(self) -> dict[str, Any]:
         """Every field but the image, as JSON types, under the current ``schema_version``."""

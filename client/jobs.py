@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Iterator, Mappin
 import grpc
 
 from multishap.service import defaults
+from multishap.service.audit import split_metrics
 from multishap.v1 import jobs_pb2
 
 from .dataset import DatasetReport, _report_row, check_options, explain_options, instance_id
@@ -294,7 +295,8 @@ def dataset_report(rows: list[JobRow], status: JobStatus) -> DatasetReport:
     """The DatasetReport of a dataset job's rows (MSR and SDR as the server summarised them)."""
     done = [_report_row(r.item_id, {"explanation": r.explanation.to_dict()}) for r in rows if r.explanation]
     failed = [{"id": r.item_id, "error": r.error or ""} for r in rows if r.explanation is None]
-    return DatasetReport(msr=status.msr, sdr=status.sdr, rows=done, failed=failed, usage=status.usage)
+    return DatasetReport(msr=status.msr, sdr=status.sdr, rows=done, failed=failed, usage=status.usage,
+                         splits=split_metrics(done))
 
 
 def dataset_request(instances: Iterable[Mapping[str, Any]], target: str,
@@ -307,8 +309,11 @@ def dataset_request(instances: Iterable[Mapping[str, Any]], target: str,
         call = explain_call(record["image"], record["text"], target=target, **explain_options(record, per_call))
         if not request.HasField("explain"):
             request.explain.CopyFrom(call.request)
-            request.explain.ClearField("instance")
-        request.items.add(id=instance_id(record), instance=call.request.instance)
+            for per_item in ("instance", "check", "role"):
+                request.explain.ClearField(per_item)
+        item = request.items.add(id=instance_id(record), instance=call.request.instance, role=call.request.role)
+        if call.request.HasField("check"):
+            item.check.CopyFrom(call.request.check)
     return request
 
 

@@ -72,8 +72,34 @@ def summary(exp: Explanation) -> str:
         "",
         f"strongest synergy:     {_strongest(exp, True)}",
         f"strongest suppression: {_strongest(exp, False)}",
+        *audit_lines(exp),
     ]
     return "\n".join(lines)
+
+
+def audit_lines(exp: Explanation) -> list[str]:
+    """What an audit added to the explanation, one line each: the model's answer, modality influence, F_syn and
+    stability (none when not asked for)."""
+    lines = []
+    if (a := exp.answer) is not None:
+        if a.error:
+            lines.append(f"model answer: none ({a.error})")
+        else:
+            verdict = f", {'correct' if a.correct else 'incorrect'} against {a.ground_truth!r}" if a.judged else ""
+            lines.append(f"model answer: {a.answer!r} ({a.how}){verdict}")
+    if (i := exp.influence) is not None:
+        lines.append(f"modality influence: image on text {i.image_on_text:.3f}, text on image {i.text_on_image:.3f}"
+                     f"{', redundant (one modality alone gives v(full))' if i.redundancy_flag else ''} "
+                     f"({i.evaluations} coalitions{', exact' if i.exact else ''})")
+    if (f := exp.faithfulness) is not None:
+        lines.append(f"F_syn of these scores: {f.f_syn:.4f} (insertion {f.f_ins:.4f}, deletion {f.f_del:.4f}, "
+                     f"{f.evaluations} coalitions)")
+    if (st := exp.stability) is not None:
+        per = ", ".join(f"{name} {p.rank_correlation:.3f}/{p.topk_overlap:.2f}"
+                        for name, p in st.per_perturbation.items())
+        lines.append(f"stability (rank correlation / top-{st.top_k} overlap over {st.kept_entries} of "
+                     f"{st.total_entries} resolved entries): {st.rank_correlation:.3f} / {st.topk_overlap:.2f}; {per}")
+    return [""] + lines if lines else []
 
 
 def save(exp: Explanation, out_dir: Path, stem: Optional[str] = None) -> tuple[Path, Path]:

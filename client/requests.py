@@ -63,6 +63,8 @@ def explain_call(image: ImageLike, text: str, *, target: str, answer: str = "", 
                  index: str = defaults.INDEX, parameters: Optional[Mapping[str, str]] = None,
                  image_baseline: Optional[str] = None, blur_radius: float = 0.0, text_mask: str = "",
                  dry_run: bool = False, target_stderr: float = 0.0, budget_unit: str = "coalitions",
+                 candidates: Optional[Sequence[str]] = None, ground_truth: Optional[str] = None,
+                 influence_budget: int = 0, faithfulness: bool = False, role: str = "",
                  progress: ProgressArg = False, timeout: Optional[float] = None) -> Call:
     """Explain one instance: Phi, metrics, cost and provenance (see :class:`Explanation`).
 
@@ -75,11 +77,25 @@ def explain_call(image: ImageLike, text: str, *, target: str, answer: str = "", 
     ``budget_unit`` "coalitions" counts the budget in distinct coalitions, "cost" in the target's cost unit
     (encoder passes for a dual encoder, requests for an endpoint). ``progress`` is True (a bar) or a callable taking
     :class:`ProgressUpdate`; ``timeout`` (seconds) bounds the call and its retries.
+
+    Audit parts (none in a dry run): ``candidates`` and/or ``ground_truth`` ask the target for its own answer
+    (the candidate it scores highest, else its greedy answer or top class) and judge it against the ground truth
+    (``Explanation.answer``); ``influence_budget`` > 0 computes modality influence with that many coalitions
+    (``Explanation.influence``); ``faithfulness=True`` computes F_syn of this explanation's MultiSHAP scores
+    (``Explanation.faithfulness``). ``role`` ("true" or "foil") labels the explained answer or caption as the
+    ground truth or a foil, for a dataset's splits.
     """
     encoded, instance = _instance(image, text, answer, grid, parameters, image_baseline, blur_radius, text_mask)
     request = explainer_pb2.ExplainRequest(target=target, instance=instance, method=method, budget=budget, seed=seed,
                                            index=index, dry_run=dry_run, target_stderr=target_stderr,
-                                           budget_unit=budget_unit_to_proto(budget_unit))
+                                           budget_unit=budget_unit_to_proto(budget_unit),
+                                           influence_budget=influence_budget, faithfulness=faithfulness,
+                                           role=role)
+    if candidates is not None or ground_truth is not None:
+        if isinstance(candidates, str):
+            raise TypeError("candidates must be a list of strings, not one string")
+        request.check.CopyFrom(explainer_pb2.AnswerCheck(candidates=[str(c) for c in candidates or ()],
+                                                         ground_truth=ground_truth or ""))
     return Call("Explain", request, "explanation", "explaining", progress, timeout,
                 _converter(Explanation, request, encoded))
 

@@ -33,8 +33,11 @@ from .jobs import (AsyncJobHandle, JobHandle, JobListing, JobStatus, dataset_req
                    faithfulness_job_request)
 from .progress import ProgressArg, ProgressUpdate
 from .requests import BASELINES, Call, call_options, explain_call, faithfulness_call, targets_from_proto
+from .stability_call import stability_call
 
 if TYPE_CHECKING:
+    from multishap.service.audit import StabilityResult
+
     from .audit import AuditReport
 
 DEFAULT_BUDGET = defaults.SERVER_BUDGET  # 0 asks for the server's configured default ([limits] default_budget)
@@ -111,6 +114,10 @@ class ExplainerClient(_Client):
     @call_options(faithfulness_call, "FaithfulnessReport")
     def faithfulness(self, *args: Any, **options: Any) -> FaithfulnessReport:
         return self._run(faithfulness_call(*args, **options))
+
+    @call_options(stability_call, "StabilityResult")
+    def stability(self, *args: Any, **options: Any) -> "StabilityResult":
+        return stability_call(*args, **options).run(self.explain)
 
     def explain_dataset(self, instances: Iterable[Mapping[str, Any]], *, target: str, concurrency: int = CONCURRENCY,
                         out: Union[str, Path] = RESULTS_FILE, progress: bool = True, **options: Any) -> DatasetReport:
@@ -224,6 +231,16 @@ class AsyncExplainerClient(_Client):
     @call_options(faithfulness_call, "FaithfulnessReport")
     async def faithfulness(self, *args: Any, **options: Any) -> FaithfulnessReport:
         return await self._run(faithfulness_call(*args, **options))
+
+    @call_options(stability_call, "StabilityResult")
+    async def stability(self, *args: Any, **options: Any) -> "StabilityResult":
+        plan = stability_call(*args, **options)
+        loop = asyncio.get_running_loop()
+
+        def explain(*call_args: Any, **call_options_: Any) -> Explanation:
+            return asyncio.run_coroutine_threadsafe(self.explain(*call_args, **call_options_), loop).result()
+
+        return await asyncio.to_thread(plan.run, explain)
 
     async def explain_dataset(self, instances: Iterable[Mapping[str, Any]], *, target: str,
                               concurrency: int = CONCURRENCY, out: Union[str, Path] = RESULTS_FILE,

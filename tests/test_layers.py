@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
     "service/math": ("grpc", "google", "multishap.v1", "multishap.service.rpc", "multishap.service.explainer",
                      "multishap.adapters", "multishap.client", "prometheus_client"),
+    "service/audit": ("grpc", "google", "multishap.v1", "multishap.service.rpc", "multishap.service.explainer",
+                      "multishap.adapters", "multishap.client", "prometheus_client"),
     "service/rpc": ("multishap.service.explainer", "multishap.adapters", "multishap.client"),
     "service/explainer": ("multishap.adapters", "multishap.client"),
     "adapters": ("multishap.service.explainer", "multishap.client"),

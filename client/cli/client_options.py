@@ -14,6 +14,7 @@ from . import types
 from .env import Parser
 
 
+ROLES = ("true", "foil")
 # The environment variable a client command reads its bearer token from (a secret: never an option's value).
 TOKEN_VARIABLE = "MULTISHAP_TOKEN"
 
@@ -96,8 +97,36 @@ def precision(args) -> dict[str, object]:
     return {"target_stderr": args.target_stderr, "budget_unit": args.budget_unit}
 
 
+def audit_options(p: Parser, per_instance: bool) -> None:
+    """The audit parts of an explanation: the model's answer and its check (--ground-truth, --candidate, --role
+    where ``per_instance``; a manifest's records carry their own ``ground_truth``, ``candidates`` and ``role``),
+    --influence-budget and --faithfulness."""
+    p.add_argument("--candidate", action="append", metavar="TEXT",
+                   help="an answer, caption or class the model chooses among (repeatable; asks the target for its "
+                        "own answer; no environment variable)")
+    if per_instance:
+        p.option("ground-truth", "the correct answer or caption: asks the target for its own answer and judges it")
+        p.option("role", "what the explained answer or caption is: true (the ground truth) or foil",
+                 type=types.one_of(ROLES), choices=ROLES)
+    p.option("influence-budget", "coalitions for modality influence (0: not computed)", 0, type=types.NON_NEGATIVE)
+    p.flag("faithfulness", "also compute F_syn of the explanation's MultiSHAP scores")
+
+
+def audit_arguments(args) -> dict[str, object]:
+    """The :func:`audit_options` as explain() keywords (the check only when asked for)."""
+    out: dict[str, object] = {"influence_budget": args.influence_budget, "faithfulness": args.faithfulness}
+    if args.candidate:
+        out["candidates"] = list(args.candidate)
+    if getattr(args, "ground_truth", None) is not None:
+        out["ground_truth"] = args.ground_truth
+    if getattr(args, "role", ""):
+        out["role"] = args.role
+    return out
+
+
 def dataset_options(p: Parser) -> None:
-    """What every instance of a manifest is explained with: grid, method, index, budget, precision and seed."""
+    """What every instance of a manifest is explained with: grid, method, index, budget, precision, seed and the
+    audit parts."""
     from multishap.service.math.estimators import INDICES, METHODS
     from multishap.service.math.estimators.registry import method_help
 
@@ -108,12 +137,13 @@ def dataset_options(p: Parser) -> None:
              type=types.NON_NEGATIVE)
     precision_options(p)
     p.option("seed", "random seed", defaults.SEED, type=types.NON_NEGATIVE)
+    audit_options(p, per_instance=False)
 
 
 def dataset_arguments(args) -> dict[str, object]:
     """The :func:`dataset_options` as explain() keywords."""
     return dict(grid=args.grid, method=args.method, index=args.index, budget=args.budget, seed=args.seed,
-                **precision(args))
+                **precision(args), **audit_arguments(args))
 
 
 def masking_options(p: Parser) -> None:

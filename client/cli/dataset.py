@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     print(report.table())
     print(f"\nMSR {report.msr:.3f}  SDR {report.sdr:.3f}  over {len(report.rows)} instances "
           f"({report.skipped} resumed from {args.out}, {len(report.failed)} failed)")
+    if report.splits:
+        print()
+        print(report.splits_table())
     if cost := usage_line(report.usage):
         print(cost)
     for failure in report.failed:

@@ -14,8 +14,8 @@ from multishap.service.math.estimators.registry import method_help
 
 from ..explanation import Target, Usage
 from . import types
-from .client_options import (client_options, connection, instance_options, masking, masking_options, parameters,
-                             precision, precision_options)
+from .client_options import (audit_arguments, audit_options, client_options, connection, instance_options, masking,
+                             masking_options, parameters, precision, precision_options)
 from .env import Parser
 from .extras import require
 
@@ -32,7 +32,12 @@ def add_parser(sub: argparse._SubParsersAction, parent: Parser) -> None:
     p.option("index", "interaction index", defaults.INDEX, type=types.one_of(INDICES), choices=INDICES)
     masking_options(p)
     precision_options(p)
+    audit_options(p, per_instance=True)
+    p.option("stability", "re-explain under these perturbations (comma-separated: seed, jpeg, noise, shift) and "
+             "report how stable Φ is; each repeat is one more explanation", type=types.perturbations)
+    p.option("stability-repeats", "re-explanations per perturbation", 3, type=types.POSITIVE)
     p.flag("dry-run", "only say how many coalitions the method would score and what they would cost")
+    p.flag("html", "also write the self-contained HTML report (<image>-<hash>-report.html)")
     p.option("out", "folder for the JSON and PNG", "out", type=types.path)
     p.set_defaults(run=run)
 
@@ -59,12 +64,18 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.dry_run:
         require("matplotlib")  # the heatmap: fail before paying for scores, not after
+    shared = dict(target=args.target, answer=args.answer, grid=args.grid, method=args.method, budget=args.budget,
+                  seed=args.seed, index=args.index, parameters=parameters(args.param), **masking(args),
+                  **precision(args))
     with ExplainerClient(args.address, timeout=args.timeout, max_retries=args.max_retries,
                          **connection(args)) as client:
-        exp = client.explain(args.image, args.text, target=args.target, answer=args.answer, grid=args.grid,
-                             method=args.method, budget=args.budget, seed=args.seed, index=args.index,
-                             parameters=parameters(args.param), dry_run=args.dry_run, **masking(args),
-                             **precision(args), progress=True)
+        exp = client.explain(args.image, args.text, dry_run=args.dry_run, **shared, **audit_arguments(args),
+                             progress=True)
+        if args.stability and not args.dry_run:
+            print(f"stability: {len(args.stability) * args.stability_repeats} more explanations "
+                  f"({', '.join(args.stability)} x {args.stability_repeats})", file=sys.stderr)
+            exp.stability = client.stability(args.image, args.text, perturbations=args.stability,
+                                             repeats=args.stability_repeats, reference=exp, **shared)
     if args.dry_run:
         print(dry_run_summary(exp))
         if warning := over_caps(exp.target, exp.usage):
@@ -73,4 +84,7 @@ def run(args: argparse.Namespace) -> int:
     print(summary(exp))
     json_path, png_path = save(exp, Path(args.out))
     print(f"\nwrote {json_path} and {png_path}")
+    if args.html:
+        page = exp.save_html(json_path.with_name(json_path.name.replace("-explanation.json", "-report.html")))
+        print(f"wrote {page}")
     return 0

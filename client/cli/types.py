@@ -122,3 +122,16 @@ METRICS_PORT = integer(-1, 65535)
 POSITIVE = integer(1)
 NON_NEGATIVE = integer(0)
 SECONDS = number(0.0)
+
+
+def perturbations(text: str) -> tuple[str, ...]:
+    """A comma-separated list of stability perturbations (seed, jpeg, noise, shift), each once; "" for none."""
+    from multishap.service.audit.stability import PERTURBATIONS
+
+    names = tuple(name.strip().lower() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in PERTURBATIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown perturbation {unknown[0]!r}: choose among {', '.join(PERTURBATIONS)}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError("each perturbation may be named once")
+    return names

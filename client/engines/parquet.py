@@ -18,6 +18,8 @@ from typing import Any, Optional
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..dataset import audit_columns
+
 Slot = tuple[str, str, str]  # (id, target, key)
 
 SCHEMA = pa.schema([
@@ -26,6 +28,7 @@ SCHEMA = pa.schema([
     ("suppression", pa.float64()), ("evaluations", pa.int64()), ("seconds", pa.float64()), ("seed", pa.int64()),
     ("method", pa.string()), ("phi", pa.list_(pa.float64())), ("phi_rows", pa.int32()), ("phi_cols", pa.int32()),
     ("tokens", pa.list_(pa.string())), ("explanation_json", pa.string()), ("error", pa.string()),
+    ("role", pa.string()), ("model_answer", pa.string()), ("correct", pa.bool_()), ("f_syn", pa.float64()),
 ])
 COLUMNS = tuple(SCHEMA.names)
 
@@ -44,7 +47,7 @@ def result_row(slot: Slot, text: str, answer: str, outcome: dict[str, Any]) -> d
     row.update(evaluations=explanation["evaluations"], seconds=explanation["seconds"], seed=explanation["seed"],
                method=explanation["method"], phi=[float(x) for line in phi for x in line], phi_rows=len(phi),
                phi_cols=len(phi[0]) if phi else 0, tokens=list(explanation["tokens"]),
-               explanation_json=json.dumps(explanation))
+               explanation_json=json.dumps(explanation), **audit_columns(explanation))
     return row
 
 

@@ -4,6 +4,7 @@ explanation stability, bootstrap intervals of MSR/SDR and explainer comparison. 
 from multishap.service.audit.bootstrap import BootstrapMetrics, bootstrap_dataset_metrics
 from multishap.service.audit.compare import ExplainerComparison, PairwiseTest, compare_explainers
 from multishap.service.audit.influence import ModalityInfluence, modality_influence
+from multishap.service.audit.splits import SplitMetrics, bootstrap_mean, split_metrics
 from multishap.service.audit.stability import PerturbationStability, StabilityResult, stability
 
 __all__ = [
@@ -12,9 +13,12 @@ __all__ = [
     "ModalityInfluence",
     "PairwiseTest",
     "PerturbationStability",
+    "SplitMetrics",
     "StabilityResult",
     "bootstrap_dataset_metrics",
+    "bootstrap_mean",
     "compare_explainers",
     "modality_influence",
+    "split_metrics",
     "stability",
 ]

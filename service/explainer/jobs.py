@@ -17,8 +17,15 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from prometheus_client import Counter
 
-from multishap.service.explainer.options import ExplainOptions, FaithfulnessOptions, check_scores_match
-from multishap.service.explainer.targets import CallControl, RemoteValueFunction, Target
+from multishap.service.audit import ModalityInfluence, modality_influence
+from multishap.service.audit.answers import is_correct
+from multishap.service.explainer.options import (
+    AnswerCheck,
+    ExplainOptions,
+    FaithfulnessOptions,
+    check_scores_match,
+)
+from multishap.service.explainer.targets import CallControl, RemoteValueFunction, Target, TargetUnimplemented
 from multishap.service.math.costs import CostMeter
 from multishap.service.math.attributions import multishap_scores, random_scores, shapley_scores
 from multishap.service.math.estimators import InteractionEstimate, estimate_interactions
@@ -32,9 +39,10 @@ from multishap.service.math.faithfulness import (
     unimodal_faithfulness,
 )
 from multishap.service.math.metrics import InstanceMetrics, instance_metrics
+from multishap.service import defaults
 from multishap.service.rpc.config import Limits
 from multishap.service.rpc.request_checks import check_players
-from multishap.v1 import common_pb2, scorer_pb2
+from multishap.v1 import common_pb2, explainer_pb2, scorer_pb2
 
 # progress(done, total[, cost, cost_unit, budget_unit]): coalitions scored and the budget, then what they
 # cost in the target's unit and which unit the budget counts (explanations give all five).
@@ -52,8 +60,18 @@ class Call:
 
 
 @dataclass(frozen=True)
+class AuditedParts:
+    """What an explanation's request asked for beyond Φ: the model's answer, modality influence, and F_syn of
+    the explanation's MultiSHAP scores (each None when not asked for, and in a dry run)."""
+
+    answer: Optional[explainer_pb2.ModelAnswer] = None
+    influence: Optional[ModalityInfluence] = None
+    faithfulness: Optional["FaithfulnessOutcome"] = None
+
+
+@dataclass(frozen=True)
 class ExplainOutcome:
-    """An explanation: the estimate, its metrics, the described players and what scoring cost."""
+    """An explanation: the estimate, its metrics, the described players, what scoring cost and the audit parts."""
 
     players: scorer_pb2.Players
     estimate: InteractionEstimate
@@ -62,6 +80,7 @@ class ExplainOutcome:
     seconds: float
     cost: float = 0.0      # what the explanation spent, in cost_unit
     cost_unit: str = ""
+    audited: AuditedParts = AuditedParts()
 
 
 @dataclass(frozen=True)
@@ -108,7 +127,12 @@ class Jobs:
         return remote.sizing.batch * call.target.config.max_in_flight
 
     def explain(self, call: Call, options: ExplainOptions, seed: int, dry_run: bool) -> ExplainOutcome:
-        """Φ of the instance within the options' budget (a dry run selects coalitions and scores none)."""
+        """Φ of the instance within the options' budget, and the audit parts the options ask for (a dry run
+        selects coalitions and scores none, and computes no audit part).
+
+        The model's answer is asked for first, so a target that refuses the check (INVALID_ARGUMENT) fails the
+        request before any budget is spent; one that cannot answer leaves the reason in the answer's error.
+        """
         start = time.perf_counter()
         players, m, n = self._describe(call)
         remote = self._value_function(call, players, m + n, dry_run)
@@ -117,18 +141,59 @@ class Jobs:
         def progress(done: int, total: int) -> None:
             call.progress(meter.coalitions, options.budget, meter.spent, meter.costs.unit, options.budget_unit)
 
+        audit = not dry_run
         try:
+            answer = self._answer(call, options.check, remote) if audit and options.check else None
             estimate = estimate_interactions(
                 meter, m, n, method=options.method, budget=options.budget, seed=seed, index=options.index,
                 max_batch=self._batch(call, remote), progress=progress, target_stderr=options.target_stderr or None,
                 budget_unit="cost" if options.counts_cost else "coalitions")
+            influence = (modality_influence(meter, m, n, budget=options.influence_budget, seed=seed)
+                         if audit and options.influence_budget else None)
+            faithfulness = (self._own_faithfulness(call, meter, remote, players, estimate.phi)
+                            if audit and options.faithfulness else None)
         finally:
             remote.close()
         if self.cost_units is not None and not dry_run:
             self.cost_units.labels(target=call.target.name, unit=meter.costs.unit).inc(meter.spent)
         return ExplainOutcome(players=players, estimate=estimate, metrics=instance_metrics(estimate.phi),
                               usage=remote.usage, seconds=time.perf_counter() - start, cost=meter.spent,
-                              cost_unit=meter.costs.unit)
+                              cost_unit=meter.costs.unit, audited=AuditedParts(answer, influence, faithfulness))
+
+    @staticmethod
+    def _answer(call: Call, check: AnswerCheck, remote: RemoteValueFunction) -> explainer_pb2.ModelAnswer:
+        """The target's own answer, judged against the check's ground truth; a target that cannot answer
+        (UNIMPLEMENTED) leaves the reason in ``error``, any other refusal fails the request."""
+        asked = explainer_pb2.ModelAnswer(candidates=check.candidates, ground_truth=check.ground_truth,
+                                          judged=bool(check.ground_truth))
+        try:
+            reply = call.target.answer(call.instance, check.candidates, remote.job, call.control)
+        except TargetUnimplemented as err:
+            asked.judged = False
+            asked.error = str(err)
+            return asked
+        remote.add_usage(reply.usage)
+        asked.answer, asked.raw, asked.how = reply.answer, reply.raw, reply.how
+        asked.scores.extend(reply.scores)
+        asked.correct = asked.judged and is_correct(reply.answer, check.ground_truth)
+        return asked
+
+    def _own_faithfulness(self, call: Call, meter: CostMeter, remote: RemoteValueFunction,
+                          players: scorer_pb2.Players, phi: np.ndarray) -> "FaithfulnessOutcome":
+        """F_syn and the unimodal metrics of the MultiSHAP scores of ``phi``, with the default steps and eps, on
+        the explanation's own (memoised) game."""
+        start = time.perf_counter()
+        m, n = phi.shape
+        game = MemoisedValueFunction(meter)
+        batch = self._batch(call, remote)
+        a, b = multishap_scores(phi)
+        steps, eps = defaults.FAITHFULNESS_STEPS, defaults.FAITHFULNESS_EPS
+        synergy = synergistic_faithfulness(game, m, n, a, b, steps=steps, eps=eps, max_batch=batch)
+        unimodal = unimodal_faithfulness(game, m, n, a, b, steps=steps, eps=eps, max_batch=batch)
+        return FaithfulnessOutcome(players=players, patch_scores=np.asarray(a, dtype=np.float64),
+                                   token_scores=np.asarray(b, dtype=np.float64), synergy=synergy, unimodal=unimodal,
+                                   macro=None, evaluations=game.evaluations, usage=common_pb2.Usage(),
+                                   seconds=time.perf_counter() - start)
 
     def _attribution(self, options: FaithfulnessOptions, game: MemoisedValueFunction, call: Call, m: int, n: int,
                      given: tuple[Sequence[float], Sequence[float]], seed: int,

@@ -105,6 +105,10 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
             request = explainer_pb2.ExplainRequest()
             request.CopyFrom(dataset.explain)
             request.instance.CopyFrom(item.instance)
+            if item.HasField("check"):
+                request.check.CopyFrom(item.check)
+            if item.role:
+                request.role = item.role
             try:
                 self.explainer.explain_work(request)
             except (InvalidArgument, NotFound, ResourceExhausted) as err:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 from multishap.service import defaults
 from multishap.service.math.attributions import BUILT_IN_EXPLAINERS
 from multishap.service.math.estimators import INDICES, METHODS
 from multishap.service.rpc.config import Limits
 from multishap.service.rpc.errors import InvalidArgument, shown
-from multishap.service.rpc.request_checks import over_limit
+from multishap.service.rpc.request_checks import check_candidates, over_limit
 from multishap.v1 import explainer_pb2
 
 
@@ -38,15 +38,31 @@ def _choice(name: str, value: str, choices: tuple[str, ...], default: str) -> st
     raise InvalidArgument(f"{name} must be one of {', '.join(choices)}; got {shown(value)}")
 
 
+MIN_INFLUENCE_BUDGET = 16  # four one-modality games of at least 4 coalitions each
+
+
+@dataclass(frozen=True)
+class AnswerCheck:
+    """A correctness check: the candidates the model chooses among (empty: its own answer) and the ground truth
+    (empty: the answer is recorded, not judged)."""
+
+    candidates: tuple[str, ...]
+    ground_truth: str
+
+
 @dataclass(frozen=True)
 class ExplainOptions:
-    """An Explain request's options with defaults applied."""
+    """An Explain request's options with defaults applied, and the audit parts it asks for."""
 
     method: str
     index: str
     budget: int
     budget_unit: int = explainer_pb2.BUDGET_UNIT_COALITIONS
     target_stderr: float = 0.0   # 0: spend the budget
+    check: Optional[AnswerCheck] = None
+    influence_budget: int = 0    # 0: no modality influence
+    faithfulness: bool = False
+    role: str = ""
 
     @property
     def counts_cost(self) -> bool:
@@ -69,13 +85,51 @@ def check_budget_unit(value: int) -> int:
     return value
 
 
+def check_answer_check(request: explainer_pb2.ExplainRequest, limits: Limits) -> Optional[AnswerCheck]:
+    """The request's correctness check, its candidates and ground truth within the limits; None when unset."""
+    if not request.HasField("check"):
+        return None
+    check = request.check
+    check_candidates(check.candidates, limits)
+    if len(check.ground_truth) > limits.max_text_chars:
+        raise over_limit(f"the ground truth has {len(check.ground_truth)} characters", "max_text_chars",
+                         limits.max_text_chars)
+    return AnswerCheck(tuple(check.candidates), check.ground_truth)
+
+
+def check_influence_budget(requested: int, limits: Limits) -> int:
+    """Coalitions for modality influence: 0 (none), or from MIN_INFLUENCE_BUDGET to max_budget."""
+    if requested == 0:
+        return 0
+    if requested < MIN_INFLUENCE_BUDGET:
+        raise InvalidArgument(f"influence_budget must be 0 (none) or at least {MIN_INFLUENCE_BUDGET} coalitions; "
+                              f"got {requested}")
+    if requested > limits.max_budget:
+        raise over_limit(f"influence_budget {requested} coalitions", "max_budget", limits.max_budget)
+    return requested
+
+
+ROLES = ("true", "foil")
+
+
+def check_role(role: str) -> str:
+    """An explanation's role: "true", "foil" or empty."""
+    if role and role not in ROLES:
+        raise InvalidArgument(f"role must be 'true', 'foil' or empty; got {shown(role)}")
+    return role
+
+
 def explain_options(request: explainer_pb2.ExplainRequest, limits: Limits) -> ExplainOptions:
-    """Method and index (any case), the budget and its unit, and the target standard error, checked."""
+    """Method and index (any case), the budget and its unit, the target standard error and the audit parts,
+    checked."""
     return ExplainOptions(method=_choice("method", request.method, METHODS, defaults.METHOD),
                           index=_choice("index", request.index, INDICES, defaults.INDEX),
                           budget=check_budget(request.budget, limits),
                           budget_unit=check_budget_unit(request.budget_unit),
-                          target_stderr=check_target_stderr(request.target_stderr))
+                          target_stderr=check_target_stderr(request.target_stderr),
+                          check=check_answer_check(request, limits),
+                          influence_budget=check_influence_budget(request.influence_budget, limits),
+                          faithfulness=request.faithfulness, role=check_role(request.role))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from multishap.service.explainer.readiness import ReadinessProbe
 from multishap.service.explainer.streaming import EventStreams, Work
 from multishap.service.explainer.targets import CallControl, Target
 from multishap.service.rpc.config import ExplainerConfig
-from multishap.service.rpc.convert import explanation_to_proto, faithfulness_to_proto
+from multishap.service.rpc.convert import explanation_to_proto, faithfulness_to_proto, influence_to_proto
 from multishap.service.rpc.errors import NotFound, shown
 from multishap.service.rpc.imaging import image_size
 from multishap.service.rpc.request_checks import check_instance_fields
@@ -114,10 +114,21 @@ class ExplainerServicer(explainer_pb2_grpc.ExplainerServicer):
         def work(control: CallControl, progress: Progress) -> explainer_pb2.Explanation:
             done = self.jobs.explain(Call(target, request.instance, control, progress), options,
                                      request.seed, request.dry_run)
-            return explanation_to_proto(done.estimate, done.metrics, done.players,
-                                        self._target_info(target, done.players), done.usage, done.seconds,
-                                        options.budget, request.dry_run, budget_unit=options.budget_unit,
-                                        target_stderr=options.target_stderr, cost=done.cost, cost_unit=done.cost_unit)
+            info = self._target_info(target, done.players)
+            msg = explanation_to_proto(done.estimate, done.metrics, done.players, info, done.usage, done.seconds,
+                                       options.budget, request.dry_run, budget_unit=options.budget_unit,
+                                       target_stderr=options.target_stderr, cost=done.cost, cost_unit=done.cost_unit)
+            msg.role = options.role
+            parts = done.audited
+            if parts.answer is not None:
+                msg.answer.CopyFrom(parts.answer)
+            if parts.influence is not None:
+                msg.influence.CopyFrom(influence_to_proto(parts.influence))
+            if (f := parts.faithfulness) is not None:
+                msg.faithfulness.CopyFrom(faithfulness_to_proto(f.synergy, f.unimodal, None, f.patch_scores,
+                                                                f.token_scores, f.players, info, f.usage,
+                                                                f.evaluations, f.seconds))
+            return msg
 
         return work
 

@@ -27,7 +27,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import grpc
 import numpy as np
@@ -97,6 +97,10 @@ class InstanceNotHeld(TargetFailed):
     def __init__(self, message: str, replica: int) -> None:
         super().__init__(message)
         self.replica = replica
+
+
+class TargetUnimplemented(TargetFailed):
+    """The target does not implement the method called (an adapter that cannot answer, or an older one)."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,7 @@ class Target:
         # Score and ScoreProduct take pre-serialised request bytes (see RemoteValueFunction).
         self._calls = {
             "Describe": [scorer_pb2_grpc.ScorerStub(c).Describe for c in self._channels],
+            "Answer": [scorer_pb2_grpc.ScorerStub(c).Answer for c in self._channels],
             "Score": [c.unary_unary(SCORE_PATH, response_deserializer=scorer_pb2.ScoreResponse.FromString)
                       for c in self._channels],
             "ScoreProduct": [c.unary_unary(SCORE_PRODUCT_PATH,
@@ -334,10 +339,19 @@ class Target:
             return ResourceExhausted(f"target {self.name!r} is over a limit: {details}", *_pushback_and_limit(err))
         if code in _PASSED_THROUGH:
             return _PASSED_THROUGH[code](f"target {self.name!r}: {details}")
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            return TargetUnimplemented(f"target {self.name!r} does not implement this: {details}")
         return TargetFailed(f"target {self.name!r} failed ({code.name}): {details}")
 
     def describe(self, instance: common_pb2.Instance, control: CallControl) -> scorer_pb2.Players:
         return self.call("Describe", scorer_pb2.DescribeRequest(instance=instance), control)
+
+    def answer(self, instance: common_pb2.Instance, candidates: Sequence[str], job: str,
+               control: CallControl) -> scorer_pb2.AnswerResponse:
+        """The model's own answer to the unmasked instance (see Scorer.Answer); retried on another replica like
+        Describe, since answering twice gives the same answer."""
+        return self.call("Answer", scorer_pb2.AnswerRequest(instance=instance, candidates=candidates, job=job),
+                         control)
 
     def value_function(
         self,
@@ -436,6 +450,16 @@ class RemoteValueFunction:
         self._control, self._on_scored = control, on_scored
         self._pool = ThreadPoolExecutor(max_workers=target.config.max_in_flight,
                                         thread_name_prefix=f"score-{target.name}")
+
+    @property
+    def job(self) -> str:
+        """The job name every request of this value function carries."""
+        return self._job
+
+    def add_usage(self, usage: common_pb2.Usage) -> None:
+        """Count another call's usage (an Answer of the same explanation) in ``usage``."""
+        with self._usage_lock:
+            add_usage(self.usage, usage)
 
     def _learn(self, replica: int, digest: str) -> None:
         """Ask ``replica`` by ``digest`` from now on; a reply without a usable digest (an adapter that

@@ -10,6 +10,7 @@ from typing import Optional
 
 import numpy as np
 
+from multishap.service.audit.influence import ModalityInfluence
 from multishap.service.math.estimators.result import InteractionEstimate
 from multishap.service.math.faithfulness import (
     MacroGameSII,
@@ -114,3 +115,25 @@ def faithfulness_to_proto(synergy: SynergisticFaithfulness, unimodal: UnimodalFa
         patch_scores=patch_scores.tolist(), token_scores=token_scores.tolist(), tokens=players.tokens,
         seconds=seconds, target=target, usage=usage,
     )
+
+
+INFLUENCE_VECTORS = ("patch_shapley_with_text", "patch_shapley_without_text", "token_shapley_with_image",
+                     "token_shapley_without_image")
+
+
+def influence_to_proto(influence: ModalityInfluence) -> explainer_pb2.ModalityInfluence:
+    """Modality influence as its message (the anchor values travel in the Explanation itself)."""
+    return explainer_pb2.ModalityInfluence(
+        **{name: np.asarray(getattr(influence, name), dtype=np.float64).tolist() for name in INFLUENCE_VECTORS},
+        image_on_text=influence.image_on_text, text_on_image=influence.text_on_image,
+        redundancy_flag=influence.redundancy_flag, evaluations=influence.evaluations, exact=influence.exact)
+
+
+def influence_from_proto(msg: explainer_pb2.ModalityInfluence, v_full: float, v_empty: float, v_image_only: float,
+                         v_text_only: float) -> ModalityInfluence:
+    """The influence in ``msg``; the four anchor values are its Explanation's (the same game)."""
+    return ModalityInfluence(*(np.asarray(getattr(msg, name), dtype=np.float64) for name in INFLUENCE_VECTORS),
+                             image_on_text=msg.image_on_text, text_on_image=msg.text_on_image,
+                             redundancy_flag=msg.redundancy_flag, v_full=v_full, v_empty=v_empty,
+                             v_image_only=v_image_only, v_text_only=v_text_only, exact=msg.exact,
+                             evaluations=msg.evaluations)

@@ -42,7 +42,7 @@ class ListTargetsResponse(_message.Message):
     def __init__(self, targets: _Optional[_Iterable[_Union[TargetInfo, _Mapping]]] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("target", "instance", "method", "budget", "seed", "index", "dry_run", "target_stderr", "budget_unit")
+    __slots__ = ("target", "instance", "method", "budget", "seed", "index", "dry_run", "target_stderr", "budget_unit", "check", "influence_budget", "faithfulness", "role")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,10 @@ class ExplainRequest(_message.Message):
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     TARGET_STDERR_FIELD_NUMBER: _ClassVar[int]
     BUDGET_UNIT_FIELD_NUMBER: _ClassVar[int]
+    CHECK_FIELD_NUMBER: _ClassVar[int]
+    INFLUENCE_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    FAITHFULNESS_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     target: str
     instance: _common_pb2.Instance
     method: str
@@ -61,7 +65,63 @@ class ExplainRequest(_message.Message):
     dry_run: bool
     target_stderr: float
     budget_unit: BudgetUnit
-    def __init__(self, target: _Optional[str] = ..., instance: _Optional[_Union[_common_pb2.Instance, _Mapping]] = ..., method: _Optional[str] = ..., budget: _Optional[int] = ..., seed: _Optional[int] = ..., index: _Optional[str] = ..., dry_run: _Optional[bool] = ..., target_stderr: _Optional[float] = ..., budget_unit: _Optional[_Union[BudgetUnit, str]] = ...) -> None: ...
+    check: AnswerCheck
+    influence_budget: int
+    faithfulness: bool
+    role: str
+    def __init__(self, target: _Optional[str] = ..., instance: _Optional[_Union[_common_pb2.Instance, _Mapping]] = ..., method: _Optional[str] = ..., budget: _Optional[int] = ..., seed: _Optional[int] = ..., index: _Optional[str] = ..., dry_run: _Optional[bool] = ..., target_stderr: _Optional[float] = ..., budget_unit: _Optional[_Union[BudgetUnit, str]] = ..., check: _Optional[_Union[AnswerCheck, _Mapping]] = ..., influence_budget: _Optional[int] = ..., faithfulness: _Optional[bool] = ..., role: _Optional[str] = ...) -> None: ...
+
+class AnswerCheck(_message.Message):
+    __slots__ = ("candidates", "ground_truth")
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    GROUND_TRUTH_FIELD_NUMBER: _ClassVar[int]
+    candidates: _containers.RepeatedScalarFieldContainer[str]
+    ground_truth: str
+    def __init__(self, candidates: _Optional[_Iterable[str]] = ..., ground_truth: _Optional[str] = ...) -> None: ...
+
+class ModelAnswer(_message.Message):
+    __slots__ = ("answer", "raw", "how", "candidates", "scores", "ground_truth", "judged", "correct", "error")
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    HOW_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    GROUND_TRUTH_FIELD_NUMBER: _ClassVar[int]
+    JUDGED_FIELD_NUMBER: _ClassVar[int]
+    CORRECT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    answer: str
+    raw: str
+    how: str
+    candidates: _containers.RepeatedScalarFieldContainer[str]
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    ground_truth: str
+    judged: bool
+    correct: bool
+    error: str
+    def __init__(self, answer: _Optional[str] = ..., raw: _Optional[str] = ..., how: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ..., scores: _Optional[_Iterable[float]] = ..., ground_truth: _Optional[str] = ..., judged: _Optional[bool] = ..., correct: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ModalityInfluence(_message.Message):
+    __slots__ = ("patch_shapley_with_text", "patch_shapley_without_text", "token_shapley_with_image", "token_shapley_without_image", "image_on_text", "text_on_image", "redundancy_flag", "evaluations", "exact")
+    PATCH_SHAPLEY_WITH_TEXT_FIELD_NUMBER: _ClassVar[int]
+    PATCH_SHAPLEY_WITHOUT_TEXT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_SHAPLEY_WITH_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_SHAPLEY_WITHOUT_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ON_TEXT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_ON_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    REDUNDANCY_FLAG_FIELD_NUMBER: _ClassVar[int]
+    EVALUATIONS_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    patch_shapley_with_text: _containers.RepeatedScalarFieldContainer[float]
+    patch_shapley_without_text: _containers.RepeatedScalarFieldContainer[float]
+    token_shapley_with_image: _containers.RepeatedScalarFieldContainer[float]
+    token_shapley_without_image: _containers.RepeatedScalarFieldContainer[float]
+    image_on_text: float
+    text_on_image: float
+    redundancy_flag: bool
+    evaluations: int
+    exact: bool
+    def __init__(self, patch_shapley_with_text: _Optional[_Iterable[float]] = ..., patch_shapley_without_text: _Optional[_Iterable[float]] = ..., token_shapley_with_image: _Optional[_Iterable[float]] = ..., token_shapley_without_image: _Optional[_Iterable[float]] = ..., image_on_text: _Optional[float] = ..., text_on_image: _Optional[float] = ..., redundancy_flag: _Optional[bool] = ..., evaluations: _Optional[int] = ..., exact: _Optional[bool] = ...) -> None: ...
 
 class Progress(_message.Message):
     __slots__ = ("evaluations", "budget", "elapsed_seconds", "eta_seconds", "cost", "cost_unit", "budget_unit")
@@ -94,7 +154,7 @@ class InstanceMetrics(_message.Message):
     def __init__(self, total: _Optional[float] = ..., synergy: _Optional[float] = ..., suppression: _Optional[float] = ..., synergy_ratio: _Optional[float] = ...) -> None: ...
 
 class Explanation(_message.Message):
-    __slots__ = ("phi", "stderr", "tokens", "grid", "metrics", "shapley", "v_full", "v_empty", "v_image_only", "v_text_only", "modality_interaction", "evaluations", "seconds", "seed", "method", "index", "budget", "target", "usage", "dry_run", "cost", "cost_unit", "budget_unit", "target_stderr", "target_stderr_reached")
+    __slots__ = ("phi", "stderr", "tokens", "grid", "metrics", "shapley", "v_full", "v_empty", "v_image_only", "v_text_only", "modality_interaction", "evaluations", "seconds", "seed", "method", "index", "budget", "target", "usage", "dry_run", "cost", "cost_unit", "budget_unit", "target_stderr", "target_stderr_reached", "answer", "influence", "faithfulness", "role")
     PHI_FIELD_NUMBER: _ClassVar[int]
     STDERR_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +180,10 @@ class Explanation(_message.Message):
     BUDGET_UNIT_FIELD_NUMBER: _ClassVar[int]
     TARGET_STDERR_FIELD_NUMBER: _ClassVar[int]
     TARGET_STDERR_REACHED_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    INFLUENCE_FIELD_NUMBER: _ClassVar[int]
+    FAITHFULNESS_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     phi: _common_pb2.Matrix
     stderr: _common_pb2.Matrix
     tokens: _containers.RepeatedScalarFieldContainer[str]
@@ -145,7 +209,11 @@ class Explanation(_message.Message):
     budget_unit: BudgetUnit
     target_stderr: float
     target_stderr_reached: bool
-    def __init__(self, phi: _Optional[_Union[_common_pb2.Matrix, _Mapping]] = ..., stderr: _Optional[_Union[_common_pb2.Matrix, _Mapping]] = ..., tokens: _Optional[_Iterable[str]] = ..., grid: _Optional[_Union[_common_pb2.Grid, _Mapping]] = ..., metrics: _Optional[_Union[InstanceMetrics, _Mapping]] = ..., shapley: _Optional[_Iterable[float]] = ..., v_full: _Optional[float] = ..., v_empty: _Optional[float] = ..., v_image_only: _Optional[float] = ..., v_text_only: _Optional[float] = ..., modality_interaction: _Optional[float] = ..., evaluations: _Optional[int] = ..., seconds: _Optional[float] = ..., seed: _Optional[int] = ..., method: _Optional[str] = ..., index: _Optional[str] = ..., budget: _Optional[int] = ..., target: _Optional[_Union[TargetInfo, _Mapping]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., dry_run: _Optional[bool] = ..., cost: _Optional[float] = ..., cost_unit: _Optional[str] = ..., budget_unit: _Optional[_Union[BudgetUnit, str]] = ..., target_stderr: _Optional[float] = ..., target_stderr_reached: _Optional[bool] = ...) -> None: ...
+    answer: ModelAnswer
+    influence: ModalityInfluence
+    faithfulness: FaithfulnessResult
+    role: str
+    def __init__(self, phi: _Optional[_Union[_common_pb2.Matrix, _Mapping]] = ..., stderr: _Optional[_Union[_common_pb2.Matrix, _Mapping]] = ..., tokens: _Optional[_Iterable[str]] = ..., grid: _Optional[_Union[_common_pb2.Grid, _Mapping]] = ..., metrics: _Optional[_Union[InstanceMetrics, _Mapping]] = ..., shapley: _Optional[_Iterable[float]] = ..., v_full: _Optional[float] = ..., v_empty: _Optional[float] = ..., v_image_only: _Optional[float] = ..., v_text_only: _Optional[float] = ..., modality_interaction: _Optional[float] = ..., evaluations: _Optional[int] = ..., seconds: _Optional[float] = ..., seed: _Optional[int] = ..., method: _Optional[str] = ..., index: _Optional[str] = ..., budget: _Optional[int] = ..., target: _Optional[_Union[TargetInfo, _Mapping]] = ..., usage: _Optional[_Union[_common_pb2.Usage, _Mapping]] = ..., dry_run: _Optional[bool] = ..., cost: _Optional[float] = ..., cost_unit: _Optional[str] = ..., budget_unit: _Optional[_Union[BudgetUnit, str]] = ..., target_stderr: _Optional[float] = ..., target_stderr_reached: _Optional[bool] = ..., answer: _Optional[_Union[ModelAnswer, _Mapping]] = ..., influence: _Optional[_Union[ModalityInfluence, _Mapping]] = ..., faithfulness: _Optional[_Union[FaithfulnessResult, _Mapping]] = ..., role: _Optional[str] = ...) -> None: ...
 
 class ExplainEvent(_message.Message):
     __slots__ = ("progress", "explanation")

@@ -26,41 +26,41 @@ from multishap.v1 import common_pb2 as multishap_dot_v1_dot_common__pb2
 from multishap.v1 import explainer_pb2 as multishap_dot_v1_dot_explainer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17multishap/v1/jobs.proto\x12\x0cmultishap.v1\x1a\x19multishap/v1/common.proto\x1a\x1cmultishap/v1/explainer.proto\"C\n\x0b\x44\x61tasetItem\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x08instance\x18\x02 \x01(\x0b\x32\x16.multishap.v1.Instance\"i\n\x0e\x44\x61tasetRequest\x12-\n\x07\x65xplain\x18\x01 \x01(\x0b\x32\x1c.multishap.v1.ExplainRequest\x12(\n\x05items\x18\x02 \x03(\x0b\x32\x19.multishap.v1.DatasetItem\"\xc5\x01\n\x10SubmitJobRequest\x12/\n\x07\x65xplain\x18\x01 \x01(\x0b\x32\x1c.multishap.v1.ExplainRequestH\x00\x12\x39\n\x0c\x66\x61ithfulness\x18\x02 \x01(\x0b\x32!.multishap.v1.FaithfulnessRequestH\x00\x12/\n\x07\x64\x61taset\x18\x03 \x01(\x0b\x32\x1c.multishap.v1.DatasetRequestH\x00\x12\x0c\n\x04name\x18\x04 \x01(\tB\x06\n\x04spec\"=\n\x0e\x44\x61tasetSummary\x12\x11\n\tinstances\x18\x01 \x01(\x04\x12\x0b\n\x03msr\x18\x02 \x01(\x01\x12\x0b\n\x03sdr\x18\x03 \x01(\x01\"\xde\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.multishap.v1.JobKind\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.multishap.v1.JobState\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\r\n\x05owner\x18\x06 \x01(\t\x12\r\n\x05items\x18\x07 \x01(\x04\x12\x12\n\nitems_done\x18\x08 \x01(\x04\x12\x14\n\x0citems_failed\x18\t \x01(\x04\x12\x14\n\x0c\x63reated_unix\x18\n \x01(\x01\x12\x14\n\x0cstarted_unix\x18\x0b \x01(\x01\x12\x15\n\rfinished_unix\x18\x0c \x01(\x01\x12\r\n\x05\x65rror\x18\r \x01(\t\x12-\n\x07summary\x18\x0e \x01(\x0b\x32\x1c.multishap.v1.DatasetSummary\x12\"\n\x05usage\x18\x0f \x01(\x0b\x32\x13.multishap.v1.Usage\x12\x30\n\x0b\x65xplanation\x18\x10 \x01(\x0b\x32\x19.multishap.v1.ExplanationH\x00\x12\x38\n\x0c\x66\x61ithfulness\x18\x11 \x01(\x0b\x32 .multishap.v1.FaithfulnessResultH\x00\x42\x08\n\x06result\"\xc0\x01\n\x06JobRow\x12\x0b\n\x03row\x18\x01 \x01(\x04\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x30\n\x0b\x65xplanation\x18\x03 \x01(\x0b\x32\x19.multishap.v1.ExplanationH\x00\x12\x38\n\x0c\x66\x61ithfulness\x18\x04 \x01(\x0b\x32 .multishap.v1.FaithfulnessResultH\x00\x12\x0f\n\x05\x65rror\x18\x05 \x01(\tH\x00\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\rB\t\n\x07outcome\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"_\n\x0fListJobsRequest\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.multishap.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"L\n\x10ListJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.multishap.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1e\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"0\n\x0fWatchJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tafter_row\x18\x02 \x01(\x04\"Z\n\x08JobEvent\x12#\n\x03row\x18\x01 \x01(\x0b\x32\x14.multishap.v1.JobRowH\x00\x12 \n\x03job\x18\x02 \x01(\x0b\x32\x11.multishap.v1.JobH\x00\x42\x07\n\x05\x65vent*j\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_KIND_EXPLAIN\x10\x01\x12\x19\n\x15JOB_KIND_FAITHFULNESS\x10\x02\x12\x14\n\x10JOB_KIND_DATASET\x10\x03*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xd0\x02\n\x04Jobs\x12>\n\tSubmitJob\x12\x1e.multishap.v1.SubmitJobRequest\x1a\x11.multishap.v1.Job\x12\x38\n\x06GetJob\x12\x1b.multishap.v1.GetJobRequest\x1a\x11.multishap.v1.Job\x12I\n\x08ListJobs\x12\x1d.multishap.v1.ListJobsRequest\x1a\x1e.multishap.v1.ListJobsResponse\x12>\n\tCancelJob\x12\x1e.multishap.v1.CancelJobRequest\x1a\x11.multishap.v1.Job\x12\x43\n\x08WatchJob\x12\x1d.multishap.v1.WatchJobRequest\x1a\x16.multishap.v1.JobEvent0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17multishap/v1/jobs.proto\x12\x0cmultishap.v1\x1a\x19multishap/v1/common.proto\x1a\x1cmultishap/v1/explainer.proto\"{\n\x0b\x44\x61tasetItem\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x08instance\x18\x02 \x01(\x0b\x32\x16.multishap.v1.Instance\x12(\n\x05\x63heck\x18\x03 \x01(\x0b\x32\x19.multishap.v1.AnswerCheck\x12\x0c\n\x04role\x18\x04 \x01(\t\"i\n\x0e\x44\x61tasetRequest\x12-\n\x07\x65xplain\x18\x01 \x01(\x0b\x32\x1c.multishap.v1.ExplainRequest\x12(\n\x05items\x18\x02 \x03(\x0b\x32\x19.multishap.v1.DatasetItem\"\xc5\x01\n\x10SubmitJobRequest\x12/\n\x07\x65xplain\x18\x01 \x01(\x0b\x32\x1c.multishap.v1.ExplainRequestH\x00\x12\x39\n\x0c\x66\x61ithfulness\x18\x02 \x01(\x0b\x32!.multishap.v1.FaithfulnessRequestH\x00\x12/\n\x07\x64\x61taset\x18\x03 \x01(\x0b\x32\x1c.multishap.v1.DatasetRequestH\x00\x12\x0c\n\x04name\x18\x04 \x01(\tB\x06\n\x04spec\"=\n\x0e\x44\x61tasetSummary\x12\x11\n\tinstances\x18\x01 \x01(\x04\x12\x0b\n\x03msr\x18\x02 \x01(\x01\x12\x0b\n\x03sdr\x18\x03 \x01(\x01\"\xde\x03\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x04kind\x18\x02 \x01(\x0e\x32\x15.multishap.v1.JobKind\x12%\n\x05state\x18\x03 \x01(\x0e\x32\x16.multishap.v1.JobState\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\r\n\x05owner\x18\x06 \x01(\t\x12\r\n\x05items\x18\x07 \x01(\x04\x12\x12\n\nitems_done\x18\x08 \x01(\x04\x12\x14\n\x0citems_failed\x18\t \x01(\x04\x12\x14\n\x0c\x63reated_unix\x18\n \x01(\x01\x12\x14\n\x0cstarted_unix\x18\x0b \x01(\x01\x12\x15\n\rfinished_unix\x18\x0c \x01(\x01\x12\r\n\x05\x65rror\x18\r \x01(\t\x12-\n\x07summary\x18\x0e \x01(\x0b\x32\x1c.multishap.v1.DatasetSummary\x12\"\n\x05usage\x18\x0f \x01(\x0b\x32\x13.multishap.v1.Usage\x12\x30\n\x0b\x65xplanation\x18\x10 \x01(\x0b\x32\x19.multishap.v1.ExplanationH\x00\x12\x38\n\x0c\x66\x61ithfulness\x18\x11 \x01(\x0b\x32 .multishap.v1.FaithfulnessResultH\x00\x42\x08\n\x06result\"\xc0\x01\n\x06JobRow\x12\x0b\n\x03row\x18\x01 \x01(\x04\x12\x0f\n\x07item_id\x18\x02 \x01(\t\x12\x30\n\x0b\x65xplanation\x18\x03 \x01(\x0b\x32\x19.multishap.v1.ExplanationH\x00\x12\x38\n\x0c\x66\x61ithfulness\x18\x04 \x01(\x0b\x32 .multishap.v1.FaithfulnessResultH\x00\x12\x0f\n\x05\x65rror\x18\x05 \x01(\tH\x00\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\rB\t\n\x07outcome\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"_\n\x0fListJobsRequest\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.multishap.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"L\n\x10ListJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.multishap.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1e\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"0\n\x0fWatchJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tafter_row\x18\x02 \x01(\x04\"Z\n\x08JobEvent\x12#\n\x03row\x18\x01 \x01(\x0b\x32\x14.multishap.v1.JobRowH\x00\x12 \n\x03job\x18\x02 \x01(\x0b\x32\x11.multishap.v1.JobH\x00\x42\x07\n\x05\x65vent*j\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_KIND_EXPLAIN\x10\x01\x12\x19\n\x15JOB_KIND_FAITHFULNESS\x10\x02\x12\x14\n\x10JOB_KIND_DATASET\x10\x03*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xd0\x02\n\x04Jobs\x12>\n\tSubmitJob\x12\x1e.multishap.v1.SubmitJobRequest\x1a\x11.multishap.v1.Job\x12\x38\n\x06GetJob\x12\x1b.multishap.v1.GetJobRequest\x1a\x11.multishap.v1.Job\x12I\n\x08ListJobs\x12\x1d.multishap.v1.ListJobsRequest\x1a\x1e.multishap.v1.ListJobsResponse\x12>\n\tCancelJob\x12\x1e.multishap.v1.CancelJobRequest\x1a\x11.multishap.v1.Job\x12\x43\n\x08WatchJob\x12\x1d.multishap.v1.WatchJobRequest\x1a\x16.multishap.v1.JobEvent0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'multishap.v1.jobs_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBKIND']._serialized_start=1591
-  _globals['_JOBKIND']._serialized_end=1697
-  _globals['_JOBSTATE']._serialized_start=1700
-  _globals['_JOBSTATE']._serialized_end=1854
+  _globals['_JOBKIND']._serialized_start=1647
+  _globals['_JOBKIND']._serialized_end=1753
+  _globals['_JOBSTATE']._serialized_start=1756
+  _globals['_JOBSTATE']._serialized_end=1910
   _globals['_DATASETITEM']._serialized_start=98
-  _globals['_DATASETITEM']._serialized_end=165
-  _globals['_DATASETREQUEST']._serialized_start=167
-  _globals['_DATASETREQUEST']._serialized_end=272
-  _globals['_SUBMITJOBREQUEST']._serialized_start=275
-  _globals['_SUBMITJOBREQUEST']._serialized_end=472
-  _globals['_DATASETSUMMARY']._serialized_start=474
-  _globals['_DATASETSUMMARY']._serialized_end=535
-  _globals['_JOB']._serialized_start=538
-  _globals['_JOB']._serialized_end=1016
-  _globals['_JOBROW']._serialized_start=1019
-  _globals['_JOBROW']._serialized_end=1211
-  _globals['_GETJOBREQUEST']._serialized_start=1213
-  _globals['_GETJOBREQUEST']._serialized_end=1240
-  _globals['_LISTJOBSREQUEST']._serialized_start=1242
-  _globals['_LISTJOBSREQUEST']._serialized_end=1337
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1339
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1415
-  _globals['_CANCELJOBREQUEST']._serialized_start=1417
-  _globals['_CANCELJOBREQUEST']._serialized_end=1447
-  _globals['_WATCHJOBREQUEST']._serialized_start=1449
-  _globals['_WATCHJOBREQUEST']._serialized_end=1497
-  _globals['_JOBEVENT']._serialized_start=1499
-  _globals['_JOBEVENT']._serialized_end=1589
-  _globals['_JOBS']._serialized_start=1857
-  _globals['_JOBS']._serialized_end=2193
+  _globals['_DATASETITEM']._serialized_end=221
+  _globals['_DATASETREQUEST']._serialized_start=223
+  _globals['_DATASETREQUEST']._serialized_end=328
+  _globals['_SUBMITJOBREQUEST']._serialized_start=331
+  _globals['_SUBMITJOBREQUEST']._serialized_end=528
+  _globals['_DATASETSUMMARY']._serialized_start=530
+  _globals['_DATASETSUMMARY']._serialized_end=591
+  _globals['_JOB']._serialized_start=594
+  _globals['_JOB']._serialized_end=1072
+  _globals['_JOBROW']._serialized_start=1075
+  _globals['_JOBROW']._serialized_end=1267
+  _globals['_GETJOBREQUEST']._serialized_start=1269
+  _globals['_GETJOBREQUEST']._serialized_end=1296
+  _globals['_LISTJOBSREQUEST']._serialized_start=1298
+  _globals['_LISTJOBSREQUEST']._serialized_end=1393
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1395
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1471
+  _globals['_CANCELJOBREQUEST']._serialized_start=1473
+  _globals['_CANCELJOBREQUEST']._serialized_end=1503
+  _globals['_WATCHJOBREQUEST']._serialized_start=1505
+  _globals['_WATCHJOBREQUEST']._serialized_end=1553
+  _globals['_JOBEVENT']._serialized_start=1555
+  _globals['_JOBEVENT']._serialized_end=1645
+  _globals['_JOBS']._serialized_start=1913
+  _globals['_JOBS']._serialized_end=2249
 # @@protoc_insertion_point(module_scope)

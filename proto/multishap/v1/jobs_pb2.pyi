@@ -36,12 +36,16 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class DatasetItem(_message.Message):
-    __slots__ = ("id", "instance")
+    __slots__ = ("id", "instance", "check", "role")
     ID_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    CHECK_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
     id: str
     instance: _common_pb2.Instance
-    def __init__(self, id: _Optional[str] = ..., instance: _Optional[_Union[_common_pb2.Instance, _Mapping]] = ...) -> None: ...
+    check: _explainer_pb2.AnswerCheck
+    role: str
+    def __init__(self, id: _Optional[str] = ..., instance: _Optional[_Union[_common_pb2.Instance, _Mapping]] = ..., check: _Optional[_Union[_explainer_pb2.AnswerCheck, _Mapping]] = ..., role: _Optional[str] = ...) -> None: ...
 
 class DatasetRequest(_message.Message):
     __slots__ = ("explain", "items")

@@ -1,0 +1,237 @@
+"""Audits through the service: correctness capture, modality influence, F_syn of the explanation and stability,
+on the streaming call, the SDK, the dataset runner (splits) and the job API, against real servers; every number is
+checked against the library functions run on the same synthetic game in-process."""
+
+import numpy as np
+import pytest
+
+from images import png
+from multishap.adapters.synthetic.backend import SyntheticBackend
+from multishap.client import ExplainerClient
+from multishap.client.errors import ExplainerError
+from multishap.client.explanation import Explanation
+from multishap.service.audit import modality_influence, stability
+from multishap.service.audit.answers import is_correct, normalise_answer
+from multishap.service.math.attributions import multishap_scores
+from multishap.service.math.faithfulness import synergistic_faithfulness
+from multishap.service.math.games import make_game
+from multishap.service.rpc.config import Limits
+from servers import TEXT, adapters, explainer
+
+PARAMS = {"family": "mixed", "seed": "1"}
+GRID = (2, 2)
+TOKENS = len(TEXT.split())
+CALL = dict(target="syn", grid=GRID, budget=400, parameters=PARAMS)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with adapters(SyntheticBackend()) as (a,), explainer({"syn": [a.address]}) as (e, _, _):
+        with ExplainerClient(e.address, timeout=60) as c:
+            yield c
+
+
+def game():
+    return make_game("mixed", GRID[0] * GRID[1], TOKENS, 1)
+
+
+@pytest.mark.parametrize("answer, truth, correct", [
+    ("The cat.", "cat", True), ("  A  Cat ", "cat", True), ("cats", "cat", False), ("", "", False),
+    ("an apple", "apple", True), ("“Cat”", "cat", True),
+])
+def test_answers_are_judged_after_normalising(answer, truth, correct):
+    assert is_correct(answer, truth) is correct
+
+
+def test_normalising_keeps_inner_punctuation_and_drops_one_article():
+    assert normalise_answer("The  a-frame!") == "a-frame"
+
+
+def test_the_models_answer_is_judged_against_the_ground_truth(client):
+    right = client.explain(png(), TEXT, **{**CALL, "parameters": {**PARAMS, "answer": "cat"}}, ground_truth="Cat.")
+    wrong = client.explain(png(), TEXT, **{**CALL, "parameters": {**PARAMS, "answer": "dog"}}, ground_truth="cat")
+    assert right.answer.answer == "cat" and right.answer.judged and right.answer.correct
+    assert wrong.answer.answer == "dog" and wrong.answer.judged and not wrong.answer.correct
+    assert np.array_equal(right.phi, client.explain(png(), TEXT, **CALL).phi)  # the check changes no score
+
+
+def test_candidates_are_chosen_among_and_scored(client):
+    exp = client.explain(png(), TEXT, **{**CALL, "parameters": {**PARAMS, "answer": "dog"}},
+                         candidates=["cat", "dog", "bird"], ground_truth="cat")
+    assert exp.answer.answer == "dog" and exp.answer.scores == (0.0, 1.0, 0.0) and not exp.answer.correct
+    assert exp.answer.candidates == ("cat", "dog", "bird") and "3 candidates" in exp.answer.how
+
+
+def test_a_target_that_cannot_answer_leaves_the_reason_and_the_explanation(client):
+    exp = client.explain(png(), TEXT, **CALL, ground_truth="cat")
+    assert exp.answer.error and "cannot answer" in exp.answer.error and not exp.answer.judged
+    assert exp.metrics.total > 0
+
+
+def test_no_check_no_answer_and_no_audit_in_a_dry_run(client):
+    assert client.explain(png(), TEXT, **CALL).answer is None
+    dry = client.explain(png(), TEXT, **CALL, ground_truth="cat", influence_budget=64, faithfulness=True,
+                         dry_run=True)
+    assert dry.answer is None and dry.influence is None and dry.faithfulness is None
+
+
+def test_modality_influence_equals_the_library_on_the_same_game(client):
+    exp = client.explain(png(), TEXT, **CALL, influence_budget=4096, seed=3)
+    want = modality_influence(game(), GRID[0] * GRID[1], TOKENS, budget=4096, seed=3)
+    got = exp.influence
+    assert got.exact and got.evaluations == want.evaluations
+    for name in ("patch_shapley_with_text", "patch_shapley_without_text", "token_shapley_with_image",
+                 "token_shapley_without_image"):
+        assert np.allclose(getattr(got, name), getattr(want, name), rtol=0, atol=1e-12), name
+    assert (got.image_on_text, got.text_on_image, got.redundancy_flag) == pytest.approx(
+        (want.image_on_text, want.text_on_image, want.redundancy_flag), abs=1e-12)
+
+
+def test_faithfulness_of_the_explanation_equals_the_library_on_its_scores(client):
+    exp = client.explain(png(), TEXT, **CALL, faithfulness=True)
+    a, b = multishap_scores(exp.phi)
+    want = synergistic_faithfulness(game(), GRID[0] * GRID[1], TOKENS, a, b, steps=10, eps=0.05)
+    assert exp.faithfulness.f_syn == pytest.approx(want.f_syn, abs=1e-12)
+    assert np.allclose(exp.faithfulness.curve_ins, want.curve_ins) and exp.faithfulness.explainer == "multishap"
+
+
+def test_the_audited_explanation_round_trips_through_json_and_proto(client):
+    exp = client.explain(png(), TEXT, **{**CALL, "parameters": {**PARAMS, "answer": "cat"}}, ground_truth="cat",
+                         influence_budget=256, faithfulness=True)
+    again = Explanation.from_json(exp.to_json())
+    assert again.answer == exp.answer and again.faithfulness.f_syn == exp.faithfulness.f_syn
+    assert np.array_equal(again.influence.token_shapley_with_image, exp.influence.token_shapley_with_image)
+    msg = exp.to_proto()
+    assert msg.answer.correct and msg.influence.evaluations == exp.influence.evaluations
+    assert msg.faithfulness.f_syn == exp.faithfulness.f_syn
+
+
+def test_stability_through_the_sdk_equals_the_library_with_the_same_explanations(client):
+    image = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(__import__("io").BytesIO(png())))
+    call = dict(grid=GRID, budget=200, parameters=PARAMS, method="kernel")
+    got = client.stability(image, TEXT, target="syn", perturbations=["seed", "noise"], repeats=2, seed=5, **call)
+
+    def explain_fn(img, seed):
+        exp = client.explain(img, TEXT, target="syn", seed=seed, **call)
+        return exp.phi, exp.stderr
+
+    want = stability(explain_fn, perturbations=["seed", "noise"], repeats=2, seed=5, image=image)
+    assert got == want and set(got.per_perturbation) == {"seed", "noise"}
+
+
+def test_stability_reuses_a_reference_of_the_same_seed(client):
+    image = np.zeros((32, 32, 3), np.uint8) + 100
+    reference = client.explain(image, TEXT, **CALL, seed=2)
+    with pytest.raises(ValueError, match="seed"):
+        client.stability(image, TEXT, target="syn", reference=reference, seed=3, grid=GRID, parameters=PARAMS)
+    with pytest.raises(TypeError, match="faithfulness"):
+        client.stability(image, TEXT, target="syn", faithfulness=True)
+
+
+@pytest.mark.parametrize("options, code, words", [
+    (dict(candidates=[f"c{k}" for k in range(65)]), "RESOURCE_EXHAUSTED", "max_candidates"),
+    (dict(candidates=["cat", "cat"]), "INVALID_ARGUMENT", "repeat"),
+    (dict(candidates=["cat", "  "]), "INVALID_ARGUMENT", "blank"),
+    (dict(ground_truth="x" * 5000), "RESOURCE_EXHAUSTED", "max_text_chars"),
+    (dict(influence_budget=5), "INVALID_ARGUMENT", "influence_budget"),
+    (dict(influence_budget=10**9), "RESOURCE_EXHAUSTED", "max_budget"),
+])
+def test_audit_fields_are_refused_before_any_work(options, code, words):
+    backend = SyntheticBackend()
+    with adapters(backend) as (a,), explainer({"syn": [a.address]}, Limits()) as (e, _, servicer):
+        with ExplainerClient(e.address, timeout=30) as c:
+            with pytest.raises(ExplainerError) as err:
+                c.explain(png(), TEXT, **CALL, **options)
+    assert err.value.code == code and words in str(err.value)
+
+
+def test_candidates_given_as_one_string_are_refused_in_the_sdk(client):
+    with pytest.raises(TypeError, match="list"):
+        client.explain(png(), TEXT, **CALL, candidates="cat")
+
+
+def dataset(roles=("true", "foil")):
+    records = []
+    for k in range(6):
+        role = roles[k % len(roles)]
+        answer = "cat" if k % 3 else "dog"
+        records.append({"id": f"i{k}", "image": png(seed=k), "text": TEXT, "role": role, "ground_truth": "cat",
+                        "parameters": {"family": "mixed", "seed": str(k), "answer": answer}})
+    return records
+
+
+def test_a_dataset_report_splits_by_correctness_and_role(client, tmp_path):
+    report = client.explain_dataset(dataset(), target="syn", out=tmp_path / "r.jsonl", grid=GRID, budget=200,
+                                    faithfulness=True, progress=False)
+    by = {s.name: s for s in report.splits}
+    assert [s.name for s in report.splits] == ["all", "correct", "incorrect", "true", "foil"]
+    assert by["all"].count == 6 and by["correct"].count == 4 and by["incorrect"].count == 2
+    assert by["true"].count == 3 and by["foil"].count == 3
+    ratios = {r["id"]: r["synergy_ratio"] for r in report.rows}
+    assert by["correct"].msr == pytest.approx(np.mean([ratios[f"i{k}"] for k in (1, 2, 4, 5)]))
+    assert by["all"].msr == pytest.approx(report.msr)
+    assert by["all"].f_syn_count == 6 and by["all"].msr_ci[0] <= by["all"].msr <= by["all"].msr_ci[1]
+    assert {r["id"]: r["correct"] for r in report.rows} == {f"i{k}": bool(k % 3) for k in range(6)}
+    assert {r["id"]: r["role"] for r in report.rows}["i1"] == "foil"
+
+
+def test_a_record_with_an_unknown_role_fails_alone(client, tmp_path):
+    records = dataset()[:2]
+    records[1]["role"] = "maybe"
+    report = client.explain_dataset(records, target="syn", out=tmp_path / "r.jsonl", grid=GRID, budget=200,
+                                    progress=False)
+    assert [r["id"] for r in report.rows] == ["i0"] and "role" in report.failed[0]["error"]
+
+
+def test_a_dataset_job_carries_answers_and_faithfulness(client):
+    job = client.submit_dataset(dataset()[:3], target="syn", grid=GRID, budget=200, faithfulness=True)
+    rows = list(job.watch())
+    explanations = [r.explanation for r in rows if r.explanation is not None]
+    assert len(explanations) == 3
+    assert sorted(e.answer.correct for e in explanations) == [False, True, True]
+    assert all(e.faithfulness is not None for e in explanations)
+    assert sorted(e.role for e in explanations) == ["foil", "true", "true"]
+    by = {s.name: s.count for s in job.result().splits}
+    assert by == {"all": 3, "correct": 2, "incorrect": 1, "true": 2, "foil": 1}
+
+
+
+def test_the_cli_explains_with_every_audit_part_and_writes_the_html_report(client, tmp_path, capsys):
+    from multishap.client.cli import main as cli
+
+    image = tmp_path / "photo.png"
+    image.write_bytes(png())
+    out = tmp_path / "out"
+    assert cli(["explain", "--address", client.address, "--target", "syn", "--image", str(image), "--text", TEXT,
+                "--grid", "2x2", "--budget", "300", "--param", "family=mixed", "--param", "seed=1",
+                "--param", "answer=cat", "--candidate", "cat", "--candidate", "dog", "--ground-truth", "cat",
+                "--role", "true", "--influence-budget", "256", "--faithfulness", "--stability", "seed,jpeg",
+                "--stability-repeats", "1", "--html", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    [saved] = out.glob("photo-*-explanation.json")
+    exp = Explanation.from_json(saved.read_text())
+    assert exp.role == "true" and exp.answer.correct and exp.influence.evaluations > 0
+    assert exp.faithfulness is not None and set(exp.stability.per_perturbation) == {"seed", "jpeg"}
+    assert "model answer: 'cat' (argmax over 2 candidates), correct against 'cat'" in printed
+    assert "modality influence: image on text" in printed and "stability (rank correlation" in printed
+    [page] = out.glob("photo-*-report.html")
+    assert f"wrote {page}" in printed and "<html" in page.read_text().lower()
+
+
+def test_the_cli_dataset_run_prints_the_splits(client, tmp_path, capsys):
+    import json as json_
+
+    from multishap.client.cli import main as cli
+
+    lines = []
+    for k, record in enumerate(dataset()):
+        path = tmp_path / f"{k}.png"
+        path.write_bytes(record["image"])
+        lines.append(json_.dumps({**record, "image": path.name}))
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    assert cli(["explain-dataset", str(manifest), "--address", client.address, "--target", "syn", "--grid", "2x2",
+                "--budget", "200", "--faithfulness", "--out", str(tmp_path / "results.jsonl")]) == 0
+    printed = capsys.readouterr().out
+    assert "| split | instances | MSR [95% CI] | SDR [95% CI] | F_syn [95% CI] |" in printed
+    assert "| correct | 4 |" in printed and "| foil | 3 |" in printed
