@@ -34,6 +34,10 @@ system-deps:
 		echo "installing PostgreSQL for the job-store tests: apt-get install postgresql"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	fi
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+		echo "installing Chromium for the HTML report tests: apt-get install chromium chromium-driver"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 # Test processes (CI has 2 cores); each test file runs whole in one of them.
 TEST_WORKERS ?= 2

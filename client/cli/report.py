@@ -1,0 +1,89 @@
+"""``multishap report``: a self-contained HTML page of an explanation JSON file (``explain --out``) or of a dataset
+results file (``explain-dataset --out``, JSON lines), written next to it unless ``--out`` says where."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Union
+
+from . import types
+from .env import Parser, variable
+
+
+def add_parser(sub: argparse._SubParsersAction, parent: Parser) -> None:
+    """Register ``report`` and its options."""
+    p = parent.command_parser(sub, "report", help="write a self-contained HTML report of a result file",
+                              description="RESULTS is an explanation JSON file (explain --out) or a dataset "
+                                          "results JSON-lines file (explain-dataset --out). The page needs no "
+                                          "network: styles, script and images are inline.")
+    p.add_argument("results", type=types.path, metavar="RESULTS",
+                   help="the explanation JSON or dataset results JSONL file")
+    env = variable(p.command, "out")
+    p.variables["out"] = env
+    p.add_argument("--out", "-o", type=types.path, default=Path(p.environ[env]) if p.environ.get(env) else None,
+                   metavar="OUT", help=f"the page to write (env {env}; default: RESULTS with the suffix .html)")
+    p.option("image", "the photo an explanation JSON was explained on (the JSON does not keep it)",
+             type=types.path)
+    p.option("title", "the page's title (default: MultiSHAP explanation / dataset report)")
+    p.set_defaults(run=run)
+
+
+def read_results(path: Path) -> Union[dict[str, Any], list[dict[str, Any]]]:
+    """The explanation dict in an explanation JSON file, or the result lines of a dataset results file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"results file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"could not read results file {str(path)!r} ({err})") from None
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        whole = None
+    if isinstance(whole, dict) and "phi" in whole:
+        return whole
+    lines = []
+    for raw in text.splitlines():
+        try:
+            row = json.loads(raw) if raw.strip() else None
+        except json.JSONDecodeError:
+            row = None
+        if isinstance(row, dict) and "id" in row and ("explanation" in row or "error" in row):
+            lines.append(row)
+    if not lines:
+        raise ValueError(f"{str(path)!r} is neither an explanation JSON file nor a dataset results file")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read RESULTS, build its page and write it; print the page's path."""
+    from ..report_page import dataset_page, explanation_page, write_page
+
+    results = read_results(args.results)
+    if isinstance(results, dict):
+        from ..explanation import Explanation
+
+        try:
+            exp = Explanation.from_dict(results)
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{str(args.results)!r} is not a readable explanation JSON file ({err})") from None
+        if args.image is not None:
+            import numpy as np
+
+            from ..images import to_pil
+
+            exp.image = np.asarray(to_pil(args.image))
+        html = explanation_page(exp, title=args.title)
+    else:
+        if args.image is not None:
+            raise ValueError("--image goes with an explanation JSON file, not a dataset results file")
+        from ..dataset import results_report
+
+        html = dataset_page(results_report(results), title=args.title)
+    out = args.out or args.results.with_suffix(".html")
+    if out.resolve() == args.results.resolve():
+        raise ValueError(f"the page would replace its own results file {str(out)!r}; choose another --out")
+    print(write_page(html, out))
+    return 0
