@@ -3,7 +3,9 @@
 Starts the ``imagenet-zeroshot`` adapter (EfficientNet-Lite0 x MiniLM, real pretrained
 weights installed from packages) and the explainer in this process on free loopback
 ports, explains a real photo (scikit-image's ``chelsea``, a cat) with the caption "a cat
-lying on a couch" through the SDK, writes the heatmap PNG and the explanation JSON under
+lying on a couch" through the SDK, audited: the model's own choice among three captions
+(correct when it picks the true one), modality influence and F_syn of the explanation. It
+writes the heatmap PNG, the explanation JSON and the self-contained HTML report under
 ``out/`` and prints the metrics. Then it explains the same instance again with a budget in
 encoder passes (``budget_unit="cost"``: the ``product`` design), as a server-side job stored in
 ``out/jobs.db`` (SQLite), and compares what each cost and how precise each is. A few minutes on 2 CPU cores at the defaults.
@@ -30,6 +32,8 @@ from .report import save, summary
 from .sdk import ExplainerClient
 
 CAPTION = "a cat lying on a couch"
+CANDIDATES = (CAPTION, "a dog lying on a couch", "a cup of coffee on a table")
+INFLUENCE_BUDGET = 2048
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
               f"(metrics: http://127.0.0.1:{explainer.metrics_port}/metrics)")
         shared = dict(target="zeroshot", answer="cat", grid=(rows, cols), progress=True)
         with ExplainerClient(explainer.address) as client:
-            exp = client.explain(data.chelsea(), CAPTION, budget=args.budget, **shared)
+            exp = client.explain(data.chelsea(), CAPTION, budget=args.budget, candidates=CANDIDATES,
+                                 ground_truth=CAPTION, role="true", influence_budget=INFLUENCE_BUDGET,
+                                 faithfulness=True, **shared)
             print()
             print(summary(exp))
             images, texts = exp.usage.image_encodes, exp.usage.text_encodes
@@ -69,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(rows):
                 print("   " + " ".join(f"{v:+.4f}" for v in column[r]))
             json_path, png_path = save(exp, out, "chelsea")
+            page = exp.save_html(out / "chelsea-report.html", title="chelsea: a cat lying on a couch")
             print(f"wrote {png_path} (heatmaps) and {json_path} (explanation)")
+            print(f"wrote the HTML report {page.resolve()} (open it in a browser; it loads nothing from the network)")
             if args.passes:
                 job = client.submit_explain(data.chelsea(), CAPTION, budget=args.passes, budget_unit="cost",
                                             **shared)
