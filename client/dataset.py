@@ -40,6 +40,8 @@ PHI_OPTIONS: dict[str, Any] = {
     name: p.default for name, p in inspect.signature(explain_call).parameters.items()
     if p.kind is p.KEYWORD_ONLY and name not in ("target", "progress", "timeout")
 }
+# The explain() options that add audit parts to a row (they change the row, not Φ).
+AUDIT_OPTIONS = ("candidates", "ground_truth", "influence_budget", "faithfulness", "role")
 # A record's own explain() options, over the run's.
 RECORD_OPTIONS = ("answer", "grid", "parameters", "ground_truth", "candidates", "role")
 # What one instance's call may fail with and still leave the run going: the failure is written as its row.
@@ -149,6 +151,9 @@ def row_key(record: Mapping[str, Any], target: str, options: Mapping[str, Any]) 
     """A digest of everything that changes Phi (target, text, image content, options), so that a resumed run
     reuses a row only when the same explanation is asked for again."""
     merged = {name: explain_options(record, options).get(name, default) for name, default in PHI_OPTIONS.items()}
+    for name in AUDIT_OPTIONS:  # not asked for: the key of the same request before audits existed
+        if merged[name] == PHI_OPTIONS[name]:
+            del merged[name]
     merged.update(
         target=target, text=record["text"], image=hashlib.sha256(content_bytes(record["image"])).hexdigest(),
         grid=[int(x) for x in merged["grid"]], budget=int(merged["budget"]), seed=int(merged["seed"]),

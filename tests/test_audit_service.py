@@ -235,3 +235,17 @@ def test_the_cli_dataset_run_prints_the_splits(client, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| split | instances | MSR [95% CI] | SDR [95% CI] | F_syn [95% CI] |" in printed
     assert "| correct | 4 |" in printed and "| foil | 3 |" in printed
+
+
+def test_a_request_without_audit_parts_keeps_the_row_key_it_had_before_audits_existed():
+    """Rows finished before this version are reused, not paid for again: the keys below are those the previous
+    version computed for the same records."""
+    from multishap.client.dataset import row_key
+
+    record = {"id": "a", "image": png(), "text": TEXT, "answer": "cat", "grid": [2, 3],
+              "parameters": {"family": "mixed"}}
+    assert row_key(record, "syn", {}) == "db65a7c02ca0c1101c396feaef4cec97"
+    options = {"budget": 300, "seed": 4, "method": "kernel", "image_baseline": "blur"}
+    assert row_key(record, "syn", options) == "50603889a9512af6b3638aeba7799793"
+    assert row_key({**record, "ground_truth": "cat"}, "syn", {}) != row_key(record, "syn", {})
+    assert row_key(record, "syn", {"faithfulness": True}) != row_key(record, "syn", {})
