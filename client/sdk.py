@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Un
 import grpc
 
 from multishap.service import defaults
+from multishap.service.math.attributions import BUILT_IN_EXPLAINERS
 from multishap.service.rpc.tls import ClientTLS, TLSArg, client_tls, open_aio_channel, open_channel
 from multishap.v1 import explainer_pb2, explainer_pb2_grpc, jobs_pb2, jobs_pb2_grpc
 
@@ -33,6 +34,7 @@ from .jobs import (AsyncJobHandle, JobHandle, JobListing, JobStatus, dataset_req
                    faithfulness_job_request)
 from .progress import ProgressArg, ProgressUpdate
 from .requests import BASELINES, Call, call_options, explain_call, faithfulness_call, targets_from_proto
+from .comparison import ComparisonReport, comparison_run
 from .stability_call import stability_call
 
 if TYPE_CHECKING:
@@ -133,6 +135,15 @@ class ExplainerClient(_Client):
         """
         with dataset_run(instances, target, Path(out), progress, options) as run:
             run.with_threads(self.explain, concurrency)
+        return run.report()
+
+    def compare_explainers(self, records: Iterable[Mapping[str, Any]], *, target: str,
+                           explainers: Sequence[str] = BUILT_IN_EXPLAINERS, concurrency: int = CONCURRENCY,
+                           **options: Any) -> ComparisonReport:
+        """Rank explainers by F_syn over ``records``, ``concurrency`` Faithfulness calls at once (see
+        :func:`multishap.client.comparison.comparison_run` for what is scored and compared)."""
+        run = comparison_run(records, target=target, explainers=explainers, **options)
+        run.with_threads(self.faithfulness, concurrency)
         return run.report()
 
     def audit(self, instances: Iterable[Mapping[str, Any]], *, targets: Sequence[str], engine: str = "local",
@@ -249,6 +260,14 @@ class AsyncExplainerClient(_Client):
         the same file format), with ``concurrency`` calls in flight."""
         with dataset_run(instances, target, Path(out), progress, options) as run:
             await run.with_tasks(self.explain, concurrency)
+        return run.report()
+
+    async def compare_explainers(self, records: Iterable[Mapping[str, Any]], *, target: str,
+                                 explainers: Sequence[str] = BUILT_IN_EXPLAINERS, concurrency: int = CONCURRENCY,
+                                 **options: Any) -> ComparisonReport:
+        """:meth:`ExplainerClient.compare_explainers`, with ``concurrency`` calls in flight."""
+        run = comparison_run(records, target=target, explainers=explainers, **options)
+        await run.with_tasks(self.faithfulness, concurrency)
         return run.report()
 
     async def audit(self, instances: Iterable[Mapping[str, Any]], *, targets: Sequence[str], engine: str = "local",

@@ -249,3 +249,67 @@ def test_a_request_without_audit_parts_keeps_the_row_key_it_had_before_audits_ex
     assert row_key(record, "syn", options) == "50603889a9512af6b3638aeba7799793"
     assert row_key({**record, "ground_truth": "cat"}, "syn", {}) != row_key(record, "syn", {})
     assert row_key(record, "syn", {"faithfulness": True}) != row_key(record, "syn", {})
+
+
+def comparison_records():
+    records = dataset()[:5]
+    for k, record in enumerate(records):
+        record["explanations"] = {"uniform": {"patch_scores": [1.0] * 4, "token_scores": [1.0] * TOKENS}}
+    return records
+
+
+def test_explainers_are_ranked_by_f_syn_as_the_library_ranks_the_same_scores(client):
+    from multishap.service.audit import compare_explainers
+
+    report = client.compare_explainers(comparison_records(), target="syn", explainers=["multishap", "random"],
+                                       grid=GRID, budget=200, steps=5)
+    assert report.explainers == ("multishap", "random", "uniform") and not report.failed
+    assert len(report.rows) == 15
+    one = comparison_records()[0]
+    direct = client.faithfulness(one["image"], TEXT, target="syn", grid=GRID, budget=200, steps=5,
+                                 parameters=one["parameters"], explainer="random")
+    assert [r["f_syn"] for r in report.rows if r["instance"] == "i0" and r["explainer"] == "random"] == [direct.f_syn]
+    want = compare_explainers([(r["instance"], r["explainer"], r["f_syn"]) for r in report.rows])
+    assert report.comparison == want and report.comparison.instances == 5
+    assert "| multishap |" in report.table() and "Bonferroni p" in report.table()
+
+
+def test_the_async_client_compares_the_same(client):
+    import asyncio
+
+    from multishap.client import AsyncExplainerClient
+
+    async def run():
+        async with AsyncExplainerClient(client.address, timeout=60) as aio:
+            return await aio.compare_explainers(comparison_records()[:3], target="syn", explainers=["random"],
+                                                grid=GRID, steps=4, concurrency=2)
+
+    got = asyncio.run(run())
+    want = client.compare_explainers(comparison_records()[:3], target="syn", explainers=["random"], grid=GRID,
+                                     steps=4)
+    assert got.rows == want.rows and got.comparison == want.comparison
+
+
+def test_a_comparison_refuses_unknown_explainers_and_options_before_any_call(client):
+    with pytest.raises(ValueError, match="unknown built-in explainer"):
+        client.compare_explainers(dataset(), target="syn", explainers=["gradcam"])
+    with pytest.raises(TypeError, match="influence_budget"):
+        client.compare_explainers(dataset(), target="syn", influence_budget=10)
+
+
+def test_the_cli_compares_explainers_over_a_manifest(client, tmp_path, capsys):
+    import json as json_
+
+    from multishap.client.cli import main as cli
+
+    lines = []
+    for k, record in enumerate(comparison_records()[:4]):
+        path = tmp_path / f"{k}.png"
+        path.write_bytes(record["image"])
+        lines.append(json_.dumps({**record, "image": path.name}))
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    assert cli(["compare", str(manifest), "--address", client.address, "--target", "syn", "--grid", "2x2",
+                "--budget", "200", "--steps", "4", "--explainer", "multishap", "--explainer", "random"]) == 0
+    printed = capsys.readouterr().out
+    assert "over 4 instances" in printed and "| uniform |" in printed and "| multishap | random |" in printed

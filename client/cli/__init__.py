@@ -14,13 +14,14 @@ from typing import Optional, Sequence
 from multishap import __version__
 
 from ..errors import ExplainerError
-from . import adapter, audit, dataset, explain, faithfulness, jobs, report, serve, simulator, targets, token
+from . import adapter, audit, compare, dataset, explain, faithfulness, jobs, report, serve, simulator, targets, token
 from .env import RULE, Parser
 from .extras import missing_extra_hint
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (serve, adapter, simulator, explain, dataset, jobs, audit, faithfulness, report, targets, token)
+COMMANDS = (serve, adapter, simulator, explain, dataset, jobs, audit, faithfulness, compare, report, targets,
+            token)
 
 
 def build_parser() -> Parser:
