@@ -313,3 +313,17 @@ def test_the_cli_compares_explainers_over_a_manifest(client, tmp_path, capsys):
                 "--budget", "200", "--steps", "4", "--explainer", "multishap", "--explainer", "random"]) == 0
     printed = capsys.readouterr().out
     assert "over 4 instances" in printed and "| uniform |" in printed and "| multishap | random |" in printed
+
+
+def test_a_jobs_rows_make_a_dataset_report_page_with_its_splits(client, tmp_path, capsys):
+    from multishap.client.cli import main as cli
+
+    job = client.submit_dataset(dataset(), target="syn", grid=GRID, budget=200, faithfulness=True)
+    job.result()
+    rows = tmp_path / "rows.jsonl"
+    assert cli(["jobs", "get", job.id, "--address", client.address, "--out", str(rows)]) == 0
+    assert cli(["report", str(rows)]) == 0
+    page = rows.with_suffix(".html")
+    assert str(page) in capsys.readouterr().out
+    html = page.read_text()
+    assert "MSR [95% CI]" in html and ">incorrect<" in html and ">foil<" in html
