@@ -34,24 +34,29 @@ class ModelAnswer:
 
     @classmethod
     def from_proto(cls, msg: explainer_pb2.ModelAnswer) -> "ModelAnswer":
+        """The answer in ``msg``."""
         return cls(msg.answer, msg.raw, msg.how, tuple(msg.candidates), tuple(msg.scores), msg.ground_truth,
                    msg.judged, msg.correct, msg.error)
 
     def to_proto(self) -> explainer_pb2.ModelAnswer:
+        """The ModelAnswer message this was read from."""
         return explainer_pb2.ModelAnswer(**asdict(self))
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field, as JSON types."""
         out = asdict(self)
         out["candidates"], out["scores"] = list(self.candidates), list(self.scores)
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelAnswer":
+        """Read :meth:`to_dict`'s output."""
         return cls(**{**data, "candidates": tuple(data.get("candidates", ())),
                       "scores": tuple(float(s) for s in data.get("scores", ()))})
 
 
 def influence_to_dict(influence: Optional[ModalityInfluence]) -> Optional[dict[str, Any]]:
+    """Modality influence as JSON types (None stays None)."""
     if influence is None:
         return None
     out = asdict(influence)
@@ -61,16 +66,19 @@ def influence_to_dict(influence: Optional[ModalityInfluence]) -> Optional[dict[s
 
 
 def influence_from_dict(data: Optional[Mapping[str, Any]]) -> Optional[ModalityInfluence]:
+    """Read :func:`influence_to_dict`'s output."""
     if data is None:
         return None
     return ModalityInfluence(**{**data, **{name: np.asarray(data[name], dtype=np.float64) for name in INFLUENCE_VECTORS}})
 
 
 def stability_to_dict(result: Optional[StabilityResult]) -> Optional[dict[str, Any]]:
+    """A stability result as JSON types (None stays None)."""
     return None if result is None else asdict(result)
 
 
 def stability_from_dict(data: Optional[Mapping[str, Any]]) -> Optional[StabilityResult]:
+    """Read :func:`stability_to_dict`'s output."""
     if data is None:
         return None
     per = {name: PerturbationStability(**values) for name, values in data["per_perturbation"].items()}

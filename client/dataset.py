@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Iterator, Mapping, Optional, Union
 
 from multishap.service import defaults
-from multishap.service.audit import SplitMetrics, split_metrics
+from multishap.service.audit import ROLES, SplitMetrics, split_metrics
 from multishap.service.math.metrics import dataset_summary
 
 from .errors import ExplainerError
@@ -112,8 +112,8 @@ class DatasetReport:
 
 def check_role(role: Any) -> str:
     """A record's role: "true" (its target is the ground truth), "foil" (a wrong target on purpose) or ""."""
-    if role not in ("", "true", "foil"):
-        raise ValueError(f"a record's role must be 'true', 'foil' or absent; got {role!r}")
+    if role != "" and role not in ROLES:
+        raise ValueError(f"a record's role must be one of {', '.join(ROLES)} or absent; got {role!r}")
     return role
 
 
@@ -152,7 +152,7 @@ def row_key(record: Mapping[str, Any], target: str, options: Mapping[str, Any]) 
     reuses a row only when the same explanation is asked for again."""
     merged = {name: explain_options(record, options).get(name, default) for name, default in PHI_OPTIONS.items()}
     for name in AUDIT_OPTIONS:  # not asked for: the key of the same request before audits existed
-        if merged[name] == PHI_OPTIONS[name]:
+        if merged[name] == PHI_OPTIONS[name] or (name in ("candidates", "ground_truth") and not merged[name]):
             del merged[name]
     merged.update(
         target=target, text=record["text"], image=hashlib.sha256(content_bytes(record["image"])).hexdigest(),
@@ -353,15 +353,15 @@ def dataset_report(done: Iterable[tuple[str, Mapping[str, Any]]], failed: list[d
 
 
 def results_report(lines: Iterable[Mapping[str, Any]]) -> DatasetReport:
-    """The report of a results file's lines, read as :class:`ResultsFile` reads them (without touching the file)."""
-    kept: dict[tuple[str, Any], Mapping[str, Any]] = {}
+    """The report of a results file's lines (without touching the file): one row per instance id, its latest
+    success (a file run twice with other options holds more than one), else its latest failure."""
+    kept: dict[str, Mapping[str, Any]] = {}
     for row in lines:
-        slot = (str(row["id"]), row.get("key"))
-        if replaces(row, kept.get(slot)):
-            kept[slot] = row
-    done = [(row_id, row) for (row_id, _), row in kept.items() if "explanation" in row]
-    failed = [{"id": row_id, "error": str(row["error"])} for (row_id, _), row in kept.items()
-              if "explanation" not in row]
+        row_id = str(row["id"])
+        if replaces(row, kept.get(row_id)):
+            kept[row_id] = row
+    done = [(row_id, row) for row_id, row in kept.items() if "explanation" in row]
+    failed = [{"id": row_id, "error": str(row["error"])} for row_id, row in kept.items() if "explanation" not in row]
     return dataset_report(done, failed)
 
 

@@ -300,6 +300,7 @@ class Unimodal:
         return cls(msg.insertion, msg.deletion, msg.srg, tuple(msg.curve_ins), tuple(msg.curve_del))
 
     def to_proto(self) -> explainer_pb2.UnimodalResult:
+        """The UnimodalResult message this was read from."""
         return explainer_pb2.UnimodalResult(insertion=self.insertion, deletion=self.deletion, srg=self.srg,
                                             curve_ins=self.curve_ins, curve_del=self.curve_del)
 

@@ -17,7 +17,8 @@ from multishap.v1 import common_pb2
 if TYPE_CHECKING:
     from .explanation import Explanation, FaithfulnessReport
 
-SCHEMA_VERSION = 2  # of the JSON that to_json writes; files without a schema_version are version 1
+# Of the JSON that to_json writes: 1 had no schema_version, 2 added provenance, 3 the audit parts and role.
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)

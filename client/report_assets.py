@@ -73,8 +73,9 @@ SCRIPT = """
 
 
 def script_json(value: Any) -> str:
-    """``value`` as JSON safe inside a <script> element: no ``</`` can close it early."""
-    return json.dumps(value).replace("</", "<\\/")
+    """``value`` as JSON safe inside a <script> element: ``<``, ``>`` and ``&`` are written as JSON escapes, so
+    no ``</script>`` can close it early and no ``<!--`` can change how the parser reads the rest."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def png_data_url(image: Image.Image) -> str:

@@ -78,7 +78,7 @@ def explain_call(image: ImageLike, text: str, *, target: str, answer: str = "", 
     (encoder passes for a dual encoder, requests for an endpoint). ``progress`` is True (a bar) or a callable taking
     :class:`ProgressUpdate`; ``timeout`` (seconds) bounds the call and its retries.
 
-    Audit parts (none in a dry run): ``candidates`` and/or ``ground_truth`` ask the target for its own answer
+    Audit parts (none in a dry run): ``candidates`` and/or ``ground_truth`` (non-empty) ask the target for its own answer
     (the candidate it scores highest, else its greedy answer or top class) and judge it against the ground truth
     (``Explanation.answer``); ``influence_budget`` > 0 computes modality influence with that many coalitions
     (``Explanation.influence``); ``faithfulness=True`` computes F_syn of this explanation's MultiSHAP scores
@@ -91,7 +91,7 @@ def explain_call(image: ImageLike, text: str, *, target: str, answer: str = "", 
                                            budget_unit=budget_unit_to_proto(budget_unit),
                                            influence_budget=influence_budget, faithfulness=faithfulness,
                                            role=role)
-    if candidates is not None or ground_truth is not None:
+    if candidates or ground_truth:
         if isinstance(candidates, str):
             raise TypeError("candidates must be a list of strings, not one string")
         request.check.CopyFrom(explainer_pb2.AnswerCheck(candidates=[str(c) for c in candidates or ()],

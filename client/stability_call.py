@@ -66,8 +66,22 @@ def stability_call(image: ImageLike, text: str, *, target: str, perturbations: S
     if passed:
         raise TypeError(f"stability() sets {', '.join(passed)} itself for every re-explanation")
     pixels = np.asarray(to_pil(image).convert("RGB"))
-    if reference is not None and reference.seed != seed:
-        raise ValueError(f"the reference explanation has seed {reference.seed}, but stability() was asked for "
-                         f"seed {seed}")
+    if reference is not None:
+        _check_reference(reference, pixels, text, seed, options)
     return StabilityPlan(pixels, text, target, tuple(perturbations), repeats, seed, top_k, z, dict(options),
                          reference)
+
+
+def _check_reference(reference: Explanation, pixels: np.ndarray, text: str, seed: int,
+                     options: Mapping[str, Any]) -> None:
+    """ValueError unless ``reference`` explains this image and text with this seed and grid."""
+    grid = tuple(options.get("grid", defaults.GRID))
+    differs = [what for what, same in (
+        ("seed", reference.seed == seed),
+        ("text", reference.provenance.text in (None, text)),
+        ("grid", tuple(reference.grid) == grid),
+        ("image", reference.image is None or np.array_equal(reference.image, pixels)),
+    ) if not same]
+    if differs:
+        raise ValueError(f"the reference explanation differs from this stability run in its {', '.join(differs)}: "
+                         "give the explanation of the same instance, seed and options")

@@ -119,11 +119,18 @@ def test_stability_through_the_sdk_equals_the_library_with_the_same_explanations
     assert got == want and set(got.per_perturbation) == {"seed", "noise"}
 
 
-def test_stability_reuses_a_reference_of_the_same_seed(client):
+def test_stability_takes_only_a_reference_of_the_same_instance_seed_and_grid(client):
     image = np.zeros((32, 32, 3), np.uint8) + 100
     reference = client.explain(image, TEXT, **CALL, seed=2)
+    same = dict(target="syn", reference=reference, grid=GRID, parameters=PARAMS)
     with pytest.raises(ValueError, match="seed"):
-        client.stability(image, TEXT, target="syn", reference=reference, seed=3, grid=GRID, parameters=PARAMS)
+        client.stability(image, TEXT, **same, seed=3)
+    with pytest.raises(ValueError, match="image"):
+        client.stability(image + 1, TEXT, **same, seed=2)
+    with pytest.raises(ValueError, match="text"):
+        client.stability(image, "a dog", **same, seed=2)
+    with pytest.raises(ValueError, match="grid"):
+        client.stability(image, TEXT, **{**same, "grid": (3, 3)}, seed=2)
     with pytest.raises(TypeError, match="faithfulness"):
         client.stability(image, TEXT, target="syn", faithfulness=True)
 
@@ -134,6 +141,7 @@ def test_stability_reuses_a_reference_of_the_same_seed(client):
     (dict(candidates=["cat", "  "]), "INVALID_ARGUMENT", "blank"),
     (dict(ground_truth="x" * 5000), "RESOURCE_EXHAUSTED", "max_text_chars"),
     (dict(influence_budget=5), "INVALID_ARGUMENT", "influence_budget"),
+    (dict(ground_truth="   "), "INVALID_ARGUMENT", "blank"),
     (dict(influence_budget=10**9), "RESOURCE_EXHAUSTED", "max_budget"),
 ])
 def test_audit_fields_are_refused_before_any_work(options, code, words):
@@ -327,3 +335,43 @@ def test_a_jobs_rows_make_a_dataset_report_page_with_its_splits(client, tmp_path
     assert str(page) in capsys.readouterr().out
     html = page.read_text()
     assert "MSR [95% CI]" in html and ">incorrect<" in html and ">foil<" in html
+
+
+def test_an_empty_ground_truth_asks_nothing_and_keeps_the_row_key():
+    from multishap.client.dataset import row_key
+    from multishap.client.requests import explain_call
+
+    assert not explain_call(png(), TEXT, target="syn", ground_truth="", candidates=[]).request.HasField("check")
+    record = {"id": "a", "image": png(), "text": TEXT}
+    assert row_key({**record, "ground_truth": ""}, "syn", {}) == row_key(record, "syn", {})
+
+
+def test_a_results_file_with_two_keys_per_instance_reports_each_instance_once(client, tmp_path):
+    from multishap.client.dataset import results_report
+
+    out = tmp_path / "r.jsonl"
+    records = dataset()[:2]
+    client.explain_dataset(records, target="syn", out=out, grid=GRID, budget=200, progress=False)
+    client.explain_dataset(records, target="syn", out=out, grid=GRID, budget=300, progress=False)
+    lines = [__import__("json").loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 4
+    report = results_report(lines + [{"id": "i1", "key": None, "error": "later failure"}])
+    assert sorted(r["id"] for r in report.rows) == ["i0", "i1"] and report.failed == []
+    latest = {line["id"]: line["explanation"]["evaluations"] for line in lines}  # the second run's lines come last
+    assert {r["id"]: r["evaluations"] for r in report.rows} == latest
+    assert report.splits[0].count == 2
+
+
+def test_a_paid_answer_counts_in_the_explanations_usage_and_cost(tmp_path):
+    from openai_env import TEXT as SIM_TEXT, TARGET, instance, openai_adapter, options, simulator
+
+    inst = instance()
+    with simulator(inst) as sim, openai_adapter(options(sim, tmp_path / "c.sqlite")) as (running, _, _):
+        with explainer({"api": [running.address]}) as (e, _, _), ExplainerClient(e.address, timeout=60) as c:
+            call = dict(target="api", answer=TARGET, grid=(2, 2), budget=60, method="kernel")
+            plain = c.explain(inst.image, SIM_TEXT, **call)
+            checked = c.explain(inst.image, SIM_TEXT, **call, ground_truth="yes")
+    assert checked.answer.how.startswith("greedy") and checked.answer.judged
+    assert checked.cost_unit == "requests" and checked.cost == plain.cost + 1
+    assert (checked.usage.requests + checked.usage.cache_hits) == (plain.usage.requests + plain.usage.cache_hits) + 1
+    assert np.array_equal(checked.phi, plain.phi)

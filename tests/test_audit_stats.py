@@ -372,3 +372,13 @@ def test_the_readme_snippet_runs():
         exec(block, namespace)   # the README's own code, as a reader would paste it
     assert 0.0 <= namespace["mi"].image_on_text <= 1.0 and namespace["ci"].msr_ci[0] <= namespace["ci"].msr
     assert namespace["cmp"].mean_ranks == {"multishap": 1.0, "random": 2.0}
+
+
+def test_repeats_of_an_image_perturbation_are_distinct_images() -> None:
+    from multishap.service.audit.perturb import OFFSETS, perturbed_images
+
+    for name, code in (("jpeg", 1), ("noise", 2), ("shift", 3)):
+        images = perturbed_images(name, IMAGE, 0, code, 5)
+        assert len({img.tobytes() for img in images}) == 5, name
+    shifted = perturbed_images("shift", IMAGE, 0, 3, len(OFFSETS) + 1)
+    assert len({img.tobytes() for img in shifted}) == len(OFFSETS)  # every offset once, then the order repeats

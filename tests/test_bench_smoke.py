@@ -25,3 +25,18 @@ def test_endpoint_benchmark_prints_its_tables():
     rows = [line.split("|")[2:5] for line in out.splitlines() if line.startswith(("| multishap |", "| kernel |"))]
     # Every coalition the estimator evaluated is one request the server received and one paid request.
     assert len(rows) == 2 and all(len(set(cells)) == 1 for cells in rows)
+
+
+def test_audit_benchmark_prints_its_tables():
+    out = subprocess.run(
+        [sys.executable, str(BENCH.parent / "audit.py"), "--quick", "--threads", "1"],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+    lines = out.splitlines()
+    assert "| scene | R true | R foil | image_on_text | text_on_image | redundant |" in out
+    cells = next(line for line in lines if line.startswith("| chelsea |")).split("|")[2:7]
+    assert all(0 <= float(c) <= 1 for c in cells[:4]) and cells[4].strip() in ("yes", "no")
+    stable = [line.split("|")[2:4] for line in lines if line.split("|")[1:2] in ([" seed "], [" jpeg "], [" noise "],
+                                                                                 [" shift "])]
+    assert len(stable) == 4 and all(-1 <= float(rho) <= 1 and 0 <= float(top) <= 1 for rho, top in stable)
+    assert "MSR true" in out and "wall time:" in out

@@ -100,7 +100,7 @@ def test_json_round_trips_exactly_with_provenance():
     exp = explanation()
     text = exp.to_json()
     data = json.loads(text)
-    assert data["schema_version"] == 2 and data["provenance"]["text"] == "a cat on a"
+    assert data["schema_version"] == 3 and data["provenance"]["text"] == "a cat on a"
     assert data["provenance"]["masking"] == {"image_baseline": "blur", "blur_radius": 12.0, "text_mask": "pad"}
     back = Explanation.from_json(text)
     assert back.to_json() == text and back.provenance == exp.provenance and back.image is None
@@ -112,7 +112,7 @@ def test_old_format_json_reads_with_defaults():
     assert old.provenance.text is None and old.provenance.image_sha256 is None and old.provenance.parameters == {}
     assert old.provenance.masking.image_baseline == "default"
     assert old.metrics == InstanceMetrics(7.5, 4.5, 3.0, 0.6) and old.tokens == TOKENS
-    assert json.loads(old.to_json())["schema_version"] == 2
+    assert json.loads(old.to_json())["schema_version"] == 3
     fig = old.plot()
     assert "text and answer not recorded" in fig.texts[0].get_text()
     assert "no image: pass plot(image=...)" in texts(fig)
@@ -120,8 +120,8 @@ def test_old_format_json_reads_with_defaults():
 
 def test_newer_schema_is_refused():
     data = json.loads(explanation().to_json())
-    data["schema_version"] = 3
-    with pytest.raises(ValueError, match="schema_version 3.*upgrade multishap"):
+    data["schema_version"] = 4
+    with pytest.raises(ValueError, match="schema_version 4.*upgrade multishap"):
         Explanation.from_dict(data)
 
 
@@ -259,7 +259,7 @@ def test_faithfulness_report_round_trip_and_views():
                                            image_name="cat.png")
     assert report.explainer == "random" and report.provenance.text == "a cat on a" and report.grid == (2, 3)
     text = report.to_json()
-    assert json.loads(text)["schema_version"] == 2
+    assert json.loads(text)["schema_version"] == 3
     back = FaithfulnessReport.from_json(text)
     assert back.to_json() == text and np.array_equal(back.macro_per_step, report.macro_per_step)
     assert output_stem(back) == output_stem(report)

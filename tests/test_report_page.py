@@ -176,6 +176,16 @@ def test_hostile_token_text_renders_as_text(driver, tmp_path):
     assert driver.execute_script("return document.scripts.length") == 2
 
 
+@pytest.mark.parametrize("token", ["<!--<script>", "<!-- </script x>", "&lt;/script&gt;"])
+def test_a_token_that_opens_a_comment_or_script_leaves_the_page_working(driver, tmp_path, token):
+    html = explanation_page(explanation(tokens=("cat", "couch", token)))
+    logs = open_page(driver, write_page(html, tmp_path / "page.html"))
+    assert_clean(driver, logs, html)
+    assert driver.execute_script("return document.scripts.length") == 2
+    assert click(driver, 2).text == repr(token)
+    assert token in driver.find_element("id", "ms-showing").text
+
+
 def test_without_a_photo_the_page_says_so_and_still_draws_the_overlay(driver, tmp_path):
     exp = explanation(image=None)
     exp.answer = exp.influence = exp.stability = exp.faithfulness = None

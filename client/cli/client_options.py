@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from multishap.service import defaults
+from multishap.service.audit import ROLES
 from multishap.service.rpc.convert import IMAGE_BASELINES
 
 from ..progress import BUDGET_UNITS
@@ -14,7 +15,6 @@ from . import types
 from .env import Parser
 
 
-ROLES = ("true", "foil")
 # The environment variable a client command reads its bearer token from (a secret: never an option's value).
 TOKEN_VARIABLE = "MULTISHAP_TOKEN"
 

@@ -4,10 +4,11 @@ explanation stability, bootstrap intervals of MSR/SDR and explainer comparison. 
 from multishap.service.audit.bootstrap import BootstrapMetrics, bootstrap_dataset_metrics
 from multishap.service.audit.compare import ExplainerComparison, PairwiseTest, compare_explainers
 from multishap.service.audit.influence import ModalityInfluence, modality_influence
-from multishap.service.audit.splits import SplitMetrics, bootstrap_mean, split_metrics
+from multishap.service.audit.splits import ROLES, SplitMetrics, bootstrap_mean, split_metrics
 from multishap.service.audit.stability import PerturbationStability, StabilityResult, stability
 
 __all__ = [
+    "ROLES",
     "BootstrapMetrics",
     "ExplainerComparison",
     "ModalityInfluence",

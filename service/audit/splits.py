@@ -20,7 +20,7 @@ import numpy as np
 from multishap.service.audit.bootstrap import bootstrap_dataset_metrics
 from multishap.service.math.validation import ArgumentError
 
-ROLES = ("true", "foil")
+ROLES = ("true", "foil")  # what an explained target is: the ground truth, or a wrong one on purpose
 _NAN_CI = (math.nan, math.nan)
 
 

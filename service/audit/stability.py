@@ -11,8 +11,10 @@ errors (same shape; ``stderr`` may be ``None`` for exact results). The reference
 * ``shift``: the image translated by a random nonzero offset of at most 3 pixels per axis (edges
   replicated), same estimator seed.
 
-Image perturbations draw from ``numpy.random.default_rng([seed, code, k])`` (one code per
-perturbation name), so a seed fixes every perturbed image whatever the list's order.
+JPEG qualities and shift offsets are drawn without replacement from
+``numpy.random.default_rng([seed, code])`` (one code per perturbation name), so repeats are distinct
+images (up to 46 qualities and 48 offsets); noise for repeat k is drawn from
+``default_rng([seed, code, k])``. A seed fixes every perturbed image whatever the list's order.
 
 Apart from sampling stderr: an entry of the reference whose ``|phi|`` is within ``z`` standard
 errors of 0 (``|phi| <= z * stderr``, default ``z = 2``) cannot be told apart from 0 by the
@@ -33,7 +35,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from multishap.service.audit.perturb import IMAGE_PERTURBATIONS, check_image
+from multishap.service.audit.perturb import check_image, perturbed_images
 from multishap.service.audit.ranks import spearman
 from multishap.service.math.validation import ArgumentError, check_int
 
@@ -135,12 +137,12 @@ def stability(
     per: dict[str, PerturbationStability] = {}
     for name in names:
         scores = []
+        images = [] if name == "seed" else perturbed_images(name, image, seed, _CODES[name], repeats)
         for rep in range(repeats):
             if name == "seed":
                 phi, _ = _explain(explain_fn, image, seed + 1 + rep, phi0.shape)
             else:
-                rng = np.random.default_rng([seed, _CODES[name], rep])
-                phi, _ = _explain(explain_fn, IMAGE_PERTURBATIONS[name](image, rng), seed, phi0.shape)
+                phi, _ = _explain(explain_fn, images[rep], seed, phi0.shape)
             if n_kept >= 2:
                 scores.append(_compare(phi0.ravel()[kept], phi.ravel()[kept], k))
         rho, overlap = np.mean(scores, axis=0) if scores else (math.nan, math.nan)

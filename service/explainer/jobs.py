@@ -17,6 +17,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from prometheus_client import Counter
 
+from multishap.service import defaults
 from multishap.service.audit import ModalityInfluence, modality_influence
 from multishap.service.audit.answers import is_correct
 from multishap.service.explainer.options import (
@@ -26,7 +27,7 @@ from multishap.service.explainer.options import (
     check_scores_match,
 )
 from multishap.service.explainer.targets import CallControl, RemoteValueFunction, Target, TargetUnimplemented
-from multishap.service.math.costs import CostMeter
+from multishap.service.math.costs import CostMeter, CostModel
 from multishap.service.math.attributions import multishap_scores, random_scores, shapley_scores
 from multishap.service.math.estimators import InteractionEstimate, estimate_interactions
 from multishap.service.math.estimators.coalitions import MemoisedValueFunction
@@ -39,7 +40,6 @@ from multishap.service.math.faithfulness import (
     unimodal_faithfulness,
 )
 from multishap.service.math.metrics import InstanceMetrics, instance_metrics
-from multishap.service import defaults
 from multishap.service.rpc.config import Limits
 from multishap.service.rpc.request_checks import check_players
 from multishap.v1 import common_pb2, explainer_pb2, scorer_pb2
@@ -57,6 +57,20 @@ class Call:
     instance: common_pb2.Instance
     control: CallControl
     progress: Progress
+
+
+@dataclass(frozen=True)
+class Answered:
+    """The judged answer and what asking for it cost."""
+
+    message: explainer_pb2.ModelAnswer
+    usage: common_pb2.Usage
+
+
+def answer_cost(costs: CostModel, usage: common_pb2.Usage) -> float:
+    """What an Answer call cost in the target's unit: its encodes at their prices, and its endpoint requests
+    (cache hits included, as a coalition's cost counts them) at a coalition's."""
+    return costs.of(usage.requests + usage.cache_hits, usage.image_encodes, usage.text_encodes)
 
 
 @dataclass(frozen=True)
@@ -154,16 +168,19 @@ class Jobs:
                             if audit and options.faithfulness else None)
         finally:
             remote.close()
+        cost = meter.spent + (answer_cost(meter.costs, answer.usage) if answer is not None else 0.0)
         if self.cost_units is not None and not dry_run:
-            self.cost_units.labels(target=call.target.name, unit=meter.costs.unit).inc(meter.spent)
+            self.cost_units.labels(target=call.target.name, unit=meter.costs.unit).inc(cost)
         return ExplainOutcome(players=players, estimate=estimate, metrics=instance_metrics(estimate.phi),
-                              usage=remote.usage, seconds=time.perf_counter() - start, cost=meter.spent,
-                              cost_unit=meter.costs.unit, audited=AuditedParts(answer, influence, faithfulness))
+                              usage=remote.usage, seconds=time.perf_counter() - start, cost=cost,
+                              cost_unit=meter.costs.unit,
+                              audited=AuditedParts(answer.message if answer else None, influence, faithfulness))
 
     @staticmethod
-    def _answer(call: Call, check: AnswerCheck, remote: RemoteValueFunction) -> explainer_pb2.ModelAnswer:
+    def _answer(call: Call, check: AnswerCheck, remote: RemoteValueFunction) -> "Answered":
         """The target's own answer, judged against the check's ground truth; a target that cannot answer
-        (UNIMPLEMENTED) leaves the reason in ``error``, any other refusal fails the request."""
+        (UNIMPLEMENTED) leaves the reason in ``error``, any other refusal fails the request. Its usage is
+        counted in the explanation's."""
         asked = explainer_pb2.ModelAnswer(candidates=check.candidates, ground_truth=check.ground_truth,
                                           judged=bool(check.ground_truth))
         try:
@@ -171,12 +188,12 @@ class Jobs:
         except TargetUnimplemented as err:
             asked.judged = False
             asked.error = str(err)
-            return asked
+            return Answered(asked, common_pb2.Usage())
         remote.add_usage(reply.usage)
         asked.answer, asked.raw, asked.how = reply.answer, reply.raw, reply.how
         asked.scores.extend(reply.scores)
         asked.correct = asked.judged and is_correct(reply.answer, check.ground_truth)
-        return asked
+        return Answered(asked, reply.usage)
 
     def _own_faithfulness(self, call: Call, meter: CostMeter, remote: RemoteValueFunction,
                           players: scorer_pb2.Players, phi: np.ndarray) -> "FaithfulnessOutcome":

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from multishap.service import defaults
+from multishap.service.audit import ROLES
 from multishap.service.math.attributions import BUILT_IN_EXPLAINERS
 from multishap.service.math.estimators import INDICES, METHODS
 from multishap.service.rpc.config import Limits
@@ -91,6 +92,8 @@ def check_answer_check(request: explainer_pb2.ExplainRequest, limits: Limits) ->
         return None
     check = request.check
     check_candidates(check.candidates, limits)
+    if check.ground_truth and not check.ground_truth.strip():
+        raise InvalidArgument("the ground truth is blank: give the correct answer or caption, or none")
     if len(check.ground_truth) > limits.max_text_chars:
         raise over_limit(f"the ground truth has {len(check.ground_truth)} characters", "max_text_chars",
                          limits.max_text_chars)
@@ -107,9 +110,6 @@ def check_influence_budget(requested: int, limits: Limits) -> int:
     if requested > limits.max_budget:
         raise over_limit(f"influence_budget {requested} coalitions", "max_budget", limits.max_budget)
     return requested
-
-
-ROLES = ("true", "foil")
 
 
 def check_role(role: str) -> str:
