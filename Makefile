@@ -51,6 +51,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/hf.py
 	$(BIN)/python bench/estimators.py
 	$(BIN)/python bench/openai.py
+	$(BIN)/python bench/audit.py
 
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I proto --python_out=proto --pyi_out=proto \

@@ -1,4 +1,4 @@
-"""The estimator benchmark still runs end to end (a small subset; numbers are not checked)."""
+"""The benchmarks still run end to end (small subsets; numbers are not checked)."""
 
 import subprocess
 import sys
