@@ -91,9 +91,15 @@ class AnswerResult:
 
 def argmax_answer(candidates: Sequence[str], scores: Sequence[float],
                   usage: Optional[common_pb2.Usage] = None) -> AnswerResult:
-    """The candidate with the highest score (the first one on ties), with every candidate's score."""
+    """The candidate with the highest score, with every candidate's score; no answer ("") when several tie at the
+    top (the model did not choose: e.g. every score is the same bound)."""
     values = [float(v) for v in scores]
-    return AnswerResult(candidates[int(np.argmax(values))], values, how=f"argmax over {len(candidates)} candidates",
+    top = max(values)
+    tied = sum(v == top for v in values)
+    if tied > 1:
+        return AnswerResult("", values, how=f"no answer: {tied} of {len(candidates)} candidates tie at the top score",
+                            usage=usage)
+    return AnswerResult(candidates[values.index(top)], values, how=f"argmax over {len(candidates)} candidates",
                         usage=usage)
 
 

@@ -20,7 +20,7 @@ from multishap.adapters.backend import AnswerResult, PreparedInstance, ScoreCall
 from multishap.adapters.instances import DEFAULT_CACHE_BYTES, DEFAULT_CACHE_ENTRIES, PreparedInstances
 from multishap.service.rpc.config import Limits
 from multishap.service.rpc.errors import InvalidArgument, NotFound, TargetFailed, clip
-from multishap.service.rpc.request_checks import check_candidates, check_coalition_count
+from multishap.service.rpc.request_checks import check_candidates, check_coalition_count, check_job
 from multishap.service.rpc.wire import pack_values, unpack_coalitions, unpack_product_masks
 from multishap.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
@@ -87,6 +87,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
 
     def Score(self, request: scorer_pb2.ScoreRequest, context) -> scorer_pb2.ScoreResponse:
         start = time.perf_counter()
+        check_job(request.job)
         check_coalition_count(request.num_coalitions, self.limits)
         prepared = self._prepared(request)
         expected = prepared.num_players
@@ -102,6 +103,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
 
     def ScoreProduct(self, request: scorer_pb2.ScoreProductRequest, context) -> scorer_pb2.ScoreResponse:
         start = time.perf_counter()
+        check_job(request.job)
         check_coalition_count(request.num_image_masks * request.num_text_masks, self.limits)
         image_masks = unpack_product_masks(request.image_masks, request.num_patches, request.num_image_masks, "image")
         text_masks = unpack_product_masks(request.text_masks, request.num_tokens, request.num_text_masks, "text")
@@ -123,6 +125,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServicer):
         """The model's own answer to the unmasked instance: the best of the candidates, each scored as Score
         scores the full coalition with the candidate in place of the caption or answer, or without candidates
         the model's greedy text or top class. Candidates are checked before the instance is prepared."""
+        check_job(request.job)
         candidates = list(request.candidates)
         check_candidates(candidates, self.limits)
         prepared = self.instances.get(request.instance)

@@ -238,14 +238,16 @@ def test_synthetic_answers_its_answer_parameter_or_says_it_cannot():
         known = synthetic_instance(parameters={"family": "mlp", "seed": "3", "answer": "cat"})
         reply = answer(stub, known)
         assert reply.answer == "cat" and list(reply.scores) == []
-        chosen = answer(stub, known, ["dog", "cat", "a cat"])
+        chosen = answer(stub, known, ["dog", "cat", "a bird"])
         assert chosen.answer == "cat" and list(chosen.scores) == [0.0, 1.0, 0.0]
         assert chosen.how == "argmax over 3 candidates"
+        tied = answer(stub, known, ["dog", "bird"])
+        assert tied.answer == "" and tied.how == "no answer: 2 of 2 candidates tie at the top score"
         err = refused(lambda: answer(stub, synthetic_instance()))
         assert err.code() == grpc.StatusCode.UNIMPLEMENTED
         assert err.details().startswith("this target cannot answer")
         assert running.registry.get_sample_value("multishap_adapter_answers_total", {"mode": "own"}) == 1
-        assert running.registry.get_sample_value("multishap_adapter_answers_total", {"mode": "candidates"}) == 1
+        assert running.registry.get_sample_value("multishap_adapter_answers_total", {"mode": "candidates"}) == 2
 
 
 def test_hostile_candidates_are_refused_before_any_model_work():
@@ -256,9 +258,14 @@ def test_hostile_candidates_are_refused_before_any_model_work():
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_candidates" in err.details()
         err = refused(lambda: answer(stub, inst, ["cat", "x" * 5000]))
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_text_chars" in err.details()
-        for bad, words in ((["cat", "  "], "candidate 1 is blank"), (["cat", "dog", "cat"], "repeat")):
+        for bad, words in ((["cat", "  "], "candidate 1 is blank"), (["cat", "dog", "cat"], "candidates 0 and 2"),
+                           (["Cat", "the cat."], "same answer once normalised"), (["\u200b", "dog"], "control or formatting"),
+                           (["c\x00at", "dog"], "control or formatting"), (["\u202eevil"], "control or formatting")):
             err = refused(lambda: answer(stub, inst, bad))
-            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and words in err.details()
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and words in err.details(), bad
+        for job in ("j" * 129, "job\x1b[2J"):
+            err = refused(lambda: answer(stub, inst, ["cat"], job=job))
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "job" in err.details()
         assert backend.seen == []
-        assert answer(stub, inst, [f"answer {k}" for k in range(63)] + ["cat"]).answer == "cat"
+        assert answer(stub, inst, [f"answer {k}" for k in range(63)] + ["cat"], job="j" * 128).answer == "cat"
         assert len(backend.seen) == 1

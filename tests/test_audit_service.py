@@ -62,17 +62,25 @@ def test_candidates_are_chosen_among_and_scored(client):
     assert exp.answer.candidates == ("cat", "dog", "bird") and "3 candidates" in exp.answer.how
 
 
+def test_a_tie_among_the_candidates_is_no_answer_and_is_not_judged(client):
+    exp = client.explain(png(), TEXT, **{**CALL, "parameters": {**PARAMS, "answer": "cat"}},
+                         candidates=["dog", "bird"], ground_truth="dog")
+    assert exp.answer.answer == "" and not exp.answer.judged and not exp.answer.correct
+    assert "no answer" in exp.answer.error and exp.answer.scores == (0.0, 0.0)
+
+
 def test_a_target_that_cannot_answer_leaves_the_reason_and_the_explanation(client):
     exp = client.explain(png(), TEXT, **CALL, ground_truth="cat")
     assert exp.answer.error and "cannot answer" in exp.answer.error and not exp.answer.judged
     assert exp.metrics.total > 0
 
 
-def test_no_check_no_answer_and_no_audit_in_a_dry_run(client):
+def test_no_check_no_answer_and_a_dry_run_takes_no_audit_part(client):
     assert client.explain(png(), TEXT, **CALL).answer is None
-    dry = client.explain(png(), TEXT, **CALL, ground_truth="cat", influence_budget=64, faithfulness=True,
-                         dry_run=True)
-    assert dry.answer is None and dry.influence is None and dry.faithfulness is None
+    for part in (dict(ground_truth="cat"), dict(influence_budget=64), dict(faithfulness=True)):
+        with pytest.raises(ExplainerError) as err:
+            client.explain(png(), TEXT, **CALL, **part, dry_run=True)
+        assert err.value.code == "INVALID_ARGUMENT" and "dry run" in str(err.value)
 
 
 def test_modality_influence_equals_the_library_on_the_same_game(client):
@@ -137,11 +145,14 @@ def test_stability_takes_only_a_reference_of_the_same_instance_seed_and_grid(cli
 
 @pytest.mark.parametrize("options, code, words", [
     (dict(candidates=[f"c{k}" for k in range(65)]), "RESOURCE_EXHAUSTED", "max_candidates"),
-    (dict(candidates=["cat", "cat"]), "INVALID_ARGUMENT", "repeat"),
+    (dict(candidates=["cat", "cat"]), "INVALID_ARGUMENT", "candidates 0 and 1"),
     (dict(candidates=["cat", "  "]), "INVALID_ARGUMENT", "blank"),
     (dict(ground_truth="x" * 5000), "RESOURCE_EXHAUSTED", "max_text_chars"),
     (dict(influence_budget=5), "INVALID_ARGUMENT", "influence_budget"),
     (dict(ground_truth="   "), "INVALID_ARGUMENT", "blank"),
+    (dict(ground_truth="c\x00at"), "INVALID_ARGUMENT", "control or formatting"),
+    (dict(candidates=["Cat", "cat"]), "INVALID_ARGUMENT", "same answer once normalised"),
+    (dict(candidates=["\u200b"]), "INVALID_ARGUMENT", "control or formatting"),
     (dict(influence_budget=10**9), "RESOURCE_EXHAUSTED", "max_budget"),
 ])
 def test_audit_fields_are_refused_before_any_work(options, code, words):
@@ -375,3 +386,27 @@ def test_a_paid_answer_counts_in_the_explanations_usage_and_cost(tmp_path):
     assert checked.cost_unit == "requests" and checked.cost == plain.cost + 1
     assert (checked.usage.requests + checked.usage.cache_hits) == (plain.usage.requests + plain.usage.cache_hits) + 1
     assert np.array_equal(checked.phi, plain.phi)
+
+
+class CountingBackend(SyntheticBackend):
+    """The synthetic game, counting the coalitions it scores."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scored = 0
+
+    def forward(self, instance, masks):
+        self.scored += len(masks)
+        return super().forward(instance, masks)
+
+
+def test_an_influence_budget_too_small_for_the_game_is_refused_before_any_scoring():
+    backend = CountingBackend()
+    with adapters(backend) as (a,), explainer({"syn": [a.address]}) as (e, _, _):
+        with ExplainerClient(e.address, timeout=30) as c:
+            with pytest.raises(ExplainerError) as err:
+                c.explain(png(), TEXT, **{**CALL, "parameters": {**PARAMS, "answer": "cat"}}, ground_truth="cat",
+                          influence_budget=16)
+            assert backend.scored == 0
+            assert c.explain(png(), TEXT, **CALL, influence_budget=40).influence.evaluations > 0
+    assert err.value.code == "INVALID_ARGUMENT" and "needs at least 40 coalitions" in str(err.value)

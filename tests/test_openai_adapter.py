@@ -190,6 +190,10 @@ def test_wrong_key_is_a_clear_authentication_error_without_a_retry_storm(tmp_pat
     # The simulator echoes the key it was given, as some servers do; it must go no further.
     for text in (info.value.details(), via_explainer.value.details(), caplog.text, metrics):
         assert wrong not in text
+    # Nor does the endpoint's address reach a reply: the adapter's log has it.
+    for reply in (info.value.details(), via_explainer.value.details()):
+        assert "http" not in reply and sim.base_url.split(":")[-1].split("/")[0] not in reply, reply
+    assert sim.base_url in caplog.text
     assert 'multishap_openai_requests_total{status="401"}' in metrics
 
 

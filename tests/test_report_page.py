@@ -273,6 +273,9 @@ def test_report_draws_an_explanation_json_over_the_image_given(driver, tmp_path,
     (None, "does not exist"),
     ('{"hello": 1}', "neither an explanation JSON file nor a dataset results file"),
     (b"\xff\xfe\x00garbage", "could not read"),
+    ("[" * 100_000 + "]" * 100_000, "neither an explanation JSON file"),
+    ('{"id": "a", "key": "k", "explanation": null}', "neither an explanation JSON file"),
+    ('{"id": "a", "key": "k", "explanation": {"metrics": {}}}', "not a readable results file (KeyError"),
 ])
 def test_report_refuses_a_missing_or_unknown_file_in_one_line(tmp_path, capsys, content, says):
     path = tmp_path / "results.json"
@@ -284,6 +287,23 @@ def test_report_refuses_a_missing_or_unknown_file_in_one_line(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert err.startswith("error: ") and says in err and err.count("\n") == 1
     assert not path.with_suffix(".html").exists()
+
+
+def test_report_refuses_what_is_not_a_regular_file_or_is_too_large(tmp_path, capsys, monkeypatch):
+    import os
+
+    from multishap.client.cli import report
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for path in (fifo, tmp_path, Path("/dev/zero")):
+        assert main(["report", str(path), "-o", str(tmp_path / "out.html")]) == 2
+        assert "not a regular file" in capsys.readouterr().err
+    big = tmp_path / "big.jsonl"
+    big.write_text("x" * 2048)
+    monkeypatch.setattr(report, "MAX_RESULTS_BYTES", 1024)
+    assert main(["report", str(big)]) == 2
+    assert "over the" in capsys.readouterr().err and not big.with_suffix(".html").exists()
 
 
 def test_write_page_replaces_a_page_whole(tmp_path):

@@ -134,7 +134,7 @@ class Endpoint:
         self.config, self.scoring, self.cache = config, scoring, cache
         self.ledger, self.price, self.metrics = ledger, price, metrics
         self.redact = Redactor(*config.secrets())
-        self.where = f"the endpoint {config.url.display} (model {config.model!r})"
+        self.where = f"the endpoint (model {config.model!r})"  # no address in a reply: the log has the URL
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="openai-endpoint", daemon=True)
         self._thread.start()
@@ -300,7 +300,7 @@ class Endpoint:
             raise self._mark(exc) from None
         except (openai.OpenAIError, MalformedAnswer, UnusableAnswer) as exc:
             error = final_error(exc, self.where, attempts, time.monotonic() - started, self.redact)
-            log.warning("%s", error)
+            log.warning("%s (%s)", error, self.config.url.display)
             halt.set()
             raise self._mark(error) from None
         except BaseException:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import stat
 from pathlib import Path
 from typing import Any, Union
 
@@ -30,17 +31,31 @@ def add_parser(sub: argparse._SubParsersAction, parent: Parser) -> None:
     p.set_defaults(run=run)
 
 
+# Largest results file the command reads: a dataset of 10,000 instances with 16x16 grids and 32 tokens fits.
+MAX_RESULTS_BYTES = 256 * 1024 * 1024
+
+
 def read_results(path: Path) -> Union[dict[str, Any], list[dict[str, Any]]]:
-    """The explanation dict in an explanation JSON file, or the result lines of a dataset results file."""
+    """The explanation dict in an explanation JSON file, or the result lines of a dataset results file; a file
+    that is not a regular file or is over MAX_RESULTS_BYTES is refused before it is read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()
     except FileNotFoundError:
         raise ValueError(f"results file {str(path)!r} does not exist") from None
+    except OSError as err:
+        raise ValueError(f"could not read results file {str(path)!r} ({err.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{str(path)!r} is not a regular file: give an explanation JSON or a results file")
+    if info.st_size > MAX_RESULTS_BYTES:
+        raise ValueError(f"{str(path)!r} has {info.st_size} bytes, over the {MAX_RESULTS_BYTES >> 20} MiB this "
+                         "command reads: split the results file")
+    try:
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"could not read results file {str(path)!r} ({err})") from None
     try:
         whole = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         whole = None
     if isinstance(whole, dict) and "phi" in whole:
         return whole
@@ -48,9 +63,9 @@ def read_results(path: Path) -> Union[dict[str, Any], list[dict[str, Any]]]:
     for raw in text.splitlines():
         try:
             row = json.loads(raw) if raw.strip() else None
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             row = None
-        if isinstance(row, dict) and "id" in row and ("explanation" in row or "error" in row):
+        if isinstance(row, dict) and "id" in row and (isinstance(row.get("explanation"), dict) or "error" in row):
             lines.append(row)
     if not lines:
         raise ValueError(f"{str(path)!r} is neither an explanation JSON file nor a dataset results file")
@@ -59,31 +74,44 @@ def read_results(path: Path) -> Union[dict[str, Any], list[dict[str, Any]]]:
 
 def run(args: argparse.Namespace) -> int:
     """Read RESULTS, build its page and write it; print the page's path."""
-    from ..report_page import dataset_page, explanation_page, write_page
+    from ..report_page import write_page
 
+    html = page(args)
+    out = args.out or args.results.with_suffix(".html")
+    if out.resolve() == args.results.resolve():
+        raise ValueError(f"the page would replace its own results file {str(out)!r}; choose another --out")
+    written = str(write_page(html, out))
+    print(written if written.isprintable() else repr(written))
+    return 0
+
+
+def page(args: argparse.Namespace) -> str:
+    """The HTML page of RESULTS; ValueError with one sentence when its content is not what a result holds."""
     results = read_results(args.results)
+    try:
+        return _page(results, args)
+    except (KeyError, TypeError, AttributeError, IndexError, RecursionError) as err:
+        raise ValueError(f"{str(args.results)!r} is not a readable results file ({type(err).__name__}: "
+                         f"{str(err)[:80]})") from None
+
+
+def _page(results: Union[dict[str, Any], list[dict[str, Any]]], args: argparse.Namespace) -> str:
+    """The explanation's page (with the --image photo) or the dataset's page."""
+    from ..report_page import dataset_page, explanation_page
+
     if isinstance(results, dict):
         from ..explanation import Explanation
 
-        try:
-            exp = Explanation.from_dict(results)
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"{str(args.results)!r} is not a readable explanation JSON file ({err})") from None
+        exp = Explanation.from_dict(results)
         if args.image is not None:
             import numpy as np
 
             from ..images import to_pil
 
             exp.image = np.asarray(to_pil(args.image))
-        html = explanation_page(exp, title=args.title)
-    else:
-        if args.image is not None:
-            raise ValueError("--image goes with an explanation JSON file, not a dataset results file")
-        from ..dataset import results_report
+        return explanation_page(exp, title=args.title)
+    if args.image is not None:
+        raise ValueError("--image goes with an explanation JSON file, not a dataset results file")
+    from ..dataset import results_report
 
-        html = dataset_page(results_report(results), title=args.title)
-    out = args.out or args.results.with_suffix(".html")
-    if out.resolve() == args.results.resolve():
-        raise ValueError(f"the page would replace its own results file {str(out)!r}; choose another --out")
-    print(write_page(html, out))
-    return 0
+    return dataset_page(results_report(results), title=args.title)

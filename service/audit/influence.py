@@ -28,7 +28,8 @@ every explainer, so a low F_syn there says nothing about the explainer.
 
 Each of the four vectors gets ``budget // 4`` coalitions: a modality of ``k`` players is
 enumerated exactly when ``2^k`` fits that share (and ``k <= 26``), otherwise its Shapley values
-are estimated by the ``kernel`` estimator with the given seed (deterministic for a seed).
+are estimated by the ``kernel`` estimator with the given seed (deterministic for a seed). The
+budget must pay for that in every part: :func:`min_influence_budget` is the fewest it takes.
 """
 
 from __future__ import annotations
@@ -41,10 +42,12 @@ from multishap.service.audit.ranks import spearman
 from multishap.service.math.estimators import MAX_EXACT_PLAYERS, estimate_interactions
 from multishap.service.math.estimators.coalitions import ValueFunction, check_values
 from multishap.service.math.estimators.exact import exact_estimate
+from multishap.service.math.estimators.kernel import min_budget as kernel_min_budget
 from multishap.service.math.validation import ArgumentError, check_game_size, check_int, check_value_fn
 
 DEFAULT_BUDGET = 4 * (1 << 12)
 DEFAULT_TOL = 0.05
+MIN_BUDGET = 16
 _ZERO_REL = 1e-9
 _TINY = 1e-12
 
@@ -103,13 +106,28 @@ def _one_modality_shapley(
     return est.shapley, False, est.evaluations
 
 
+def min_influence_budget(m: int, n: int) -> int:
+    """The fewest coalitions :func:`modality_influence` takes on ``m`` patches and ``n`` tokens: four times the
+    largest share one modality's game needs (``2^k`` to enumerate it, or the kernel estimator's first step)."""
+    def share(k: int) -> int:
+        needs = [1 << k] if k <= MAX_EXACT_PLAYERS else []
+        if k >= 2:
+            needs.append(kernel_min_budget(k - 1, 1))
+        return min(needs)
+
+    return max(MIN_BUDGET, 4 * max(share(m), share(n)))
+
+
 def modality_influence(
     value_fn: ValueFunction, m: int, n: int, budget: int = DEFAULT_BUDGET, seed: int = 0, tol: float = DEFAULT_TOL
 ) -> ModalityInfluence:
     """Influence of removing each modality on the other's first-order explanation, and redundancy."""
     check_value_fn(value_fn)
     m, n = check_game_size(m, n)
-    budget = check_int("budget", budget, 16, " (coalitions for the four one-modality explanations)")
+    budget = check_int("budget", budget, MIN_BUDGET, " (coalitions for the four one-modality explanations)")
+    if budget < (needed := min_influence_budget(m, n)):
+        raise ArgumentError(f"budget {budget} is too small for modality influence on {m} patches and {n} tokens: "
+                            f"it needs at least {needed} coalitions")
     seed = check_int("seed", seed, 0, " (the sampling seed)")
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1:
         raise ArgumentError(f"tol must be a number in [0, 1) (the redundancy tolerance); got {tol!r}")

@@ -19,6 +19,7 @@ from prometheus_client import Counter
 
 from multishap.service import defaults
 from multishap.service.audit import ModalityInfluence, modality_influence
+from multishap.service.audit.influence import min_influence_budget
 from multishap.service.audit.answers import is_correct
 from multishap.service.explainer.options import (
     AnswerCheck,
@@ -41,6 +42,7 @@ from multishap.service.math.faithfulness import (
 )
 from multishap.service.math.metrics import InstanceMetrics, instance_metrics
 from multishap.service.rpc.config import Limits
+from multishap.service.rpc.errors import InvalidArgument
 from multishap.service.rpc.request_checks import check_players
 from multishap.v1 import common_pb2, explainer_pb2, scorer_pb2
 
@@ -149,6 +151,9 @@ class Jobs:
         """
         start = time.perf_counter()
         players, m, n = self._describe(call)
+        if options.influence_budget and options.influence_budget < (needed := min_influence_budget(m, n)):
+            raise InvalidArgument(f"influence_budget {options.influence_budget} is too small for modality influence "
+                                  f"on {m} patches and {n} tokens: it needs at least {needed} coalitions")
         remote = self._value_function(call, players, m + n, dry_run)
         meter = CostMeter(remote, m, max_coalitions=self.limits.max_coalitions)
 
@@ -192,6 +197,9 @@ class Jobs:
         remote.add_usage(reply.usage)
         asked.answer, asked.raw, asked.how = reply.answer, reply.raw, reply.how
         asked.scores.extend(reply.scores)
+        if not reply.answer:
+            asked.judged = False
+            asked.error = f"the target gave no answer ({reply.how or 'empty'}); it is not judged"
         asked.correct = asked.judged and is_correct(reply.answer, check.ground_truth)
         return Answered(asked, reply.usage)
 

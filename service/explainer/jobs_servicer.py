@@ -12,7 +12,6 @@ import copy
 import re
 import threading
 import time
-import unicodedata
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
@@ -25,6 +24,7 @@ from multishap.service.jobstore import JobRecord, JobStore
 from multishap.service.jobstore.store import TooManyPending
 from multishap.service.rpc.auth import current_identity
 from multishap.service.rpc.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable, shown
+from multishap.service.rpc.request_checks import unprintable
 from multishap.service.rpc.runtime import annotate
 from multishap.v1 import explainer_pb2, jobs_pb2, jobs_pb2_grpc
 
@@ -56,7 +56,7 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
     def SubmitJob(self, request: jobs_pb2.SubmitJobRequest, context: grpc.ServicerContext) -> jobs_pb2.Job:
         if len(request.name) > MAX_NAME_CHARS:
             raise InvalidArgument(f"name has {len(request.name)} characters; at most {MAX_NAME_CHARS}")
-        if _unprintable(request.name):
+        if unprintable(request.name):
             raise InvalidArgument("name must not contain control or formatting characters")
         spec = request.WhichOneof("spec")
         if spec == "explain":
@@ -97,7 +97,7 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
         for n, item in enumerate(dataset.items):
             if not item.id.strip() or len(item.id) > MAX_ITEM_ID_CHARS:
                 raise InvalidArgument(f"item {n}: id must have 1 to {MAX_ITEM_ID_CHARS} characters, not all spaces")
-            if _unprintable(item.id):
+            if unprintable(item.id):
                 raise InvalidArgument(f"item {n}: id must not contain control or formatting characters")
             if item.id in seen:
                 raise InvalidArgument(f"item {n}: id {shown(item.id)} is used twice")
@@ -209,7 +209,3 @@ def _after(token: str) -> Optional[tuple[float, str]]:
         raise InvalidArgument("page_token is not one ListJobs returned")
     return float(found.group(1)), found.group(2)
 
-
-def _unprintable(text: str) -> bool:
-    """Whether ``text`` holds a control, formatting or line-separator character (NUL, escapes, bidi overrides)."""
-    return any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text)

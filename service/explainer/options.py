@@ -16,7 +16,7 @@ from multishap.service.math.attributions import BUILT_IN_EXPLAINERS
 from multishap.service.math.estimators import INDICES, METHODS
 from multishap.service.rpc.config import Limits
 from multishap.service.rpc.errors import InvalidArgument, shown
-from multishap.service.rpc.request_checks import check_candidates, over_limit
+from multishap.service.rpc.request_checks import check_answer_text, check_candidates, over_limit
 from multishap.v1 import explainer_pb2
 
 
@@ -39,7 +39,7 @@ def _choice(name: str, value: str, choices: tuple[str, ...], default: str) -> st
     raise InvalidArgument(f"{name} must be one of {', '.join(choices)}; got {shown(value)}")
 
 
-MIN_INFLUENCE_BUDGET = 16  # four one-modality games of at least 4 coalitions each
+MIN_INFLUENCE_BUDGET = 16  # four one-modality games of at least 4 coalitions; the game's size may need more
 
 
 @dataclass(frozen=True)
@@ -92,11 +92,8 @@ def check_answer_check(request: explainer_pb2.ExplainRequest, limits: Limits) ->
         return None
     check = request.check
     check_candidates(check.candidates, limits)
-    if check.ground_truth and not check.ground_truth.strip():
-        raise InvalidArgument("the ground truth is blank: give the correct answer or caption, or none")
-    if len(check.ground_truth) > limits.max_text_chars:
-        raise over_limit(f"the ground truth has {len(check.ground_truth)} characters", "max_text_chars",
-                         limits.max_text_chars)
+    if check.ground_truth:
+        check_answer_text("the ground truth", check.ground_truth, limits)
     return AnswerCheck(tuple(check.candidates), check.ground_truth)
 
 
@@ -121,7 +118,10 @@ def check_role(role: str) -> str:
 
 def explain_options(request: explainer_pb2.ExplainRequest, limits: Limits) -> ExplainOptions:
     """Method and index (any case), the budget and its unit, the target standard error and the audit parts,
-    checked."""
+    checked; a dry run takes no audit part (it estimates what scoring Φ costs, and nothing else)."""
+    if request.dry_run and (request.HasField("check") or request.influence_budget or request.faithfulness):
+        raise InvalidArgument("a dry run estimates only what scoring Φ costs: ask for the check, influence_budget "
+                              "or faithfulness without dry_run")
     return ExplainOptions(method=_choice("method", request.method, METHODS, defaults.METHOD),
                           index=_choice("index", request.index, INDICES, defaults.INDEX),
                           budget=check_budget(request.budget, limits),

@@ -6,8 +6,10 @@ The explainer's own request options are checked in :mod:`multishap.service.expla
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Sequence
 
+from multishap.service.audit.answers import normalise_answer
 from multishap.service.math.validation import check_grid
 from multishap.service.rpc.config import Limits
 from multishap.service.rpc.errors import InvalidArgument, ResourceExhausted, shown
@@ -65,19 +67,46 @@ def _check_masking(masking: common_pb2.MaskingOptions) -> None:
         raise InvalidArgument(f"text_mask holds at most {MAX_TEXT_MASK_CHARS} characters; got {len(masking.text_mask)}")
 
 
+MAX_JOB_CHARS = 128
+
+
+def unprintable(text: str) -> bool:
+    """Whether ``text`` holds a control, formatting or line-separator character (NUL, escapes, bidi overrides,
+    zero-width characters)."""
+    return any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text)
+
+
+def check_answer_text(what: str, text: str, limits: Limits) -> None:
+    """A candidate or ground truth: visible text (not blank, no control or formatting character), at most
+    max_text_chars."""
+    if len(text) > limits.max_text_chars:
+        raise over_limit(f"{what} has {len(text)} characters", "max_text_chars", limits.max_text_chars)
+    if not text.strip():
+        raise InvalidArgument(f"{what} is blank: give an answer, caption or class")
+    if unprintable(text):
+        raise InvalidArgument(f"{what} must not contain control or formatting characters")
+
+
 def check_candidates(candidates: Sequence[str], limits: Limits) -> None:
-    """A correctness check's candidates: at most max_candidates, each non-blank, no longer than max_text_chars,
-    no two the same."""
+    """A correctness check's candidates: at most max_candidates, each visible text of at most max_text_chars, no
+    two that judging could not tell apart (equal once normalised: case, spaces, edge punctuation, an article)."""
     if len(candidates) > limits.max_candidates:
         raise over_limit(f"the check has {len(candidates)} candidates", "max_candidates", limits.max_candidates)
+    seen: dict[str, int] = {}
     for k, candidate in enumerate(candidates):
-        if not candidate.strip():
-            raise InvalidArgument(f"candidate {k} is blank: every candidate is an answer, caption or class")
-        if len(candidate) > limits.max_text_chars:
-            raise over_limit(f"candidate {k} has {len(candidate)} characters", "max_text_chars",
-                             limits.max_text_chars)
-    if len(set(candidates)) != len(candidates):
-        raise InvalidArgument("the candidates repeat one another: give each answer, caption or class once")
+        check_answer_text(f"candidate {k}", candidate, limits)
+        same = seen.setdefault(normalise_answer(candidate), k)
+        if same != k:
+            raise InvalidArgument(f"candidates {same} and {k} are the same answer once normalised (case, spaces, "
+                                  "punctuation, a leading article): give each answer, caption or class once")
+
+
+def check_job(job: str) -> None:
+    """A Score or Answer request's job name: at most MAX_JOB_CHARS visible characters."""
+    if len(job) > MAX_JOB_CHARS:
+        raise InvalidArgument(f"job holds at most {MAX_JOB_CHARS} characters; got {len(job)}")
+    if unprintable(job):
+        raise InvalidArgument("job must not contain control or formatting characters")
 
 
 def check_players(num_patches: int, num_tokens: int, limits: Limits) -> None:
