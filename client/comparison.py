@@ -4,17 +4,16 @@ Bonferroni correction and effect sizes. Shared by both clients; a client adds on
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence
 
 from multishap.service.audit import ExplainerComparison, compare_explainers
 from multishap.service.math.attributions import BUILT_IN_EXPLAINERS
 
-from .dataset import INSTANCE_ERRORS, instance_id
+from .dataset import instance_id
 from .explanation import FaithfulnessReport
+from .fanout import on_tasks, on_threads
 from .requests import faithfulness_call
 
 if TYPE_CHECKING:
@@ -95,30 +94,12 @@ class ComparisonRun:
                           "f_del": report.f_del, "evaluations": report.evaluations})
 
     def with_threads(self, faithfulness: Callable[..., FaithfulnessReport], concurrency: int) -> None:
-        def one(task: Task) -> None:
-            try:
-                outcome: Any = faithfulness(**task[2])
-            except INSTANCE_ERRORS as err:
-                outcome = err
-            self.settle(task, outcome)
-
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            list(pool.map(one, self.tasks))
+        """Make every call with the blocking ``faithfulness`` on ``concurrency`` threads."""
+        on_threads(self.tasks, faithfulness, _arguments, self.settle, concurrency)
 
     async def with_tasks(self, faithfulness: Callable[..., Awaitable[FaithfulnessReport]], concurrency: int) -> None:
-        slots = asyncio.Semaphore(max(1, concurrency))
-
-        async def one(task: Task) -> None:
-            async with slots:
-                try:
-                    outcome: Any = await faithfulness(**task[2])
-                except INSTANCE_ERRORS as err:
-                    outcome = err
-            self.settle(task, outcome)
-
-        async with asyncio.TaskGroup() as group:
-            for task in self.tasks:
-                group.create_task(one(task))
+        """Make every call with the asyncio ``faithfulness``, ``concurrency`` at once."""
+        await on_tasks(self.tasks, faithfulness, _arguments, self.settle, concurrency)
 
     def report(self) -> ComparisonReport:
         """The rows in task order, and the comparison over the instances that every explainer scored."""
@@ -130,6 +111,11 @@ class ComparisonRun:
         if len(self.explainers) >= 2 and complete:
             comparison = compare_explainers([(r["instance"], r["explainer"], r["f_syn"]) for r in complete])
         return ComparisonReport(self.explainers, rows, self.failed, comparison)
+
+
+def _arguments(task: Task) -> dict[str, Any]:
+    """A task's faithfulness() arguments."""
+    return task[2]
 
 
 def _given_names(records: Sequence[Mapping[str, Any]]) -> list[str]:

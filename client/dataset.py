@@ -4,7 +4,6 @@ calls run at once (threads or asyncio tasks)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import inspect
 import json
@@ -13,7 +12,6 @@ import stat
 import tempfile
 import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +21,8 @@ from multishap.service import defaults
 from multishap.service.audit import ROLES, SplitMetrics, split_metrics
 from multishap.service.math.metrics import dataset_summary
 
-from .errors import ExplainerError
 from .explanation import Explanation, Usage
+from .fanout import on_tasks, on_threads
 from .images import content_bytes
 from .progress import DatasetProgress
 from .requests import explain_call
@@ -44,8 +42,6 @@ PHI_OPTIONS: dict[str, Any] = {
 AUDIT_OPTIONS = ("candidates", "ground_truth", "influence_budget", "faithfulness", "role")
 # A record's own explain() options, over the run's.
 RECORD_OPTIONS = ("answer", "grid", "parameters", "ground_truth", "candidates", "role")
-# What one instance's call may fail with and still leave the run going: the failure is written as its row.
-INSTANCE_ERRORS = (ExplainerError, ValueError)
 
 Item = tuple[tuple[str, str], Mapping[str, Any]]  # ((id, key), record)
 Outcome = Union[Explanation, Exception]
@@ -288,31 +284,11 @@ class DatasetRun:
 
     def with_threads(self, explain: Callable[..., Explanation], concurrency: int) -> None:
         """Explain ``todo`` with the blocking ``explain`` on ``concurrency`` threads."""
-        def one(item: Item) -> None:
-            try:
-                outcome: Outcome = explain(**self.arguments(item))
-            except INSTANCE_ERRORS as err:
-                outcome = err
-            self.settle(item, outcome)
-
-        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            list(pool.map(one, self.todo))
+        on_threads(self.todo, explain, self.arguments, self.settle, concurrency)
 
     async def with_tasks(self, explain: Callable[..., Awaitable[Explanation]], concurrency: int) -> None:
         """Explain ``todo`` with the asyncio ``explain``, in tasks of which ``concurrency`` run at once."""
-        slots = asyncio.Semaphore(max(1, concurrency))
-
-        async def one(item: Item) -> None:
-            async with slots:
-                try:
-                    outcome: Outcome = await explain(**self.arguments(item))
-                except INSTANCE_ERRORS as err:
-                    outcome = err
-            self.settle(item, outcome)
-
-        async with asyncio.TaskGroup() as group:
-            for item in self.todo:
-                group.create_task(one(item))
+        await on_tasks(self.todo, explain, self.arguments, self.settle, concurrency)
 
     def report(self) -> DatasetReport:
         """MSR, SDR and usage over every instance asked for that has a result, earlier runs included."""

@@ -60,7 +60,7 @@ def test_the_sdk_never_imports_a_server():
 
 
 def test_relative_imports_are_resolved():
-    assert "multishap.client.errors" in imports(ROOT / "client" / "dataset.py")
+    assert "multishap.client.errors" in imports(ROOT / "client" / "fanout.py")
 
 
 def test_the_architecture_document_names_files_that_exist():

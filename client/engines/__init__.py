@@ -13,7 +13,8 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, Sequenc
 from multishap.service import defaults
 from multishap.service.rpc.tls import TLSArg
 
-from ..dataset import INSTANCE_ERRORS, explain_options
+from ..dataset import explain_options
+from ..fanout import INSTANCE_ERRORS
 from ..images import content_bytes
 from ..sdk import ExplainerClient
 
