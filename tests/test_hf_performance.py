@@ -163,7 +163,10 @@ def test_the_cli_passes_the_tuning_options_on(monkeypatch):
     args = build_parser().parse_args(["adapter", "hf", "--dtype", "float16", "--device", "cuda", "--threads", "3",
                                       "--no-fuse"])
     _backend(args)
-    assert seen["args"] == ("imagenet-zeroshot", None, "cuda", "float16", 0, None, 3, False)
+    assert seen["args"] == ("imagenet-zeroshot", None, "cuda", "float16", 0, None, 3, False, None)
+    seen.clear()
+    _backend(build_parser().parse_args(["adapter", "hf", "--answer-pattern", r"Answer: (\w+)"]))
+    assert seen["args"][-1] == r"Answer: (\w+)"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
