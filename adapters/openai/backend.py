@@ -189,28 +189,20 @@ class OpenAIBackend(ScoringBackend):
         state: _InstanceState = instance.state
         target = instance.decoded.target.strip()
         keys = [self._key(state.renderer.render(mask), target) for mask in masks]
-        cached = self.cache.get_many(keys)
-        self._observe(state, list(cached.values()))
+        cached = self._lookup(state, keys)
         first_miss: dict[str, int] = {}
         for row, key in enumerate(keys):
             if key not in cached:
                 first_miss.setdefault(key, row)
-        hits = sum(key in cached for key in keys)
         if call.dry_run:
-            return self._estimate(state, masks, first_miss, hits)
-        self.metrics.cache_hits.inc(hits)
-        self.metrics.cache_misses.inc(len(first_miss))
+            return self._estimate(state, masks, first_miss, sum(key in cached for key in keys))
         pending = [self._pending(state, masks[row], key, target) for key, row in first_miss.items()]
-        paid, usage = self.endpoint.fetch(pending, call.job, call.cancelled, call.deadline) if pending \
-            else ({}, common_pb2.Usage())
-        self._observe(state, list(paid.values()))
-        answers = {**cached, **paid}
+        answers, usage = self._settle(state, keys, cached, pending, call)
         scored = [score(answers[key], target, self.options.scoring) for key in keys]
         values = np.array([v for v, _ in scored], dtype=np.float64)
         bounded = np.array([b for _, b in scored], dtype=bool)
         self.metrics.bounded.inc(int(bounded.sum()))
-        # Rows this call did not pay for: stored before, or paid for meanwhile by another call.
-        usage.cache_hits, usage.bounded = len(keys) - usage.requests, int(bounded.sum())
+        usage.bounded = int(bounded.sum())
         return ScoreResult(values, bounded, usage)
 
     def _pending(self, state: _InstanceState, mask: np.ndarray, key: str, target: str) -> Pending:
@@ -237,7 +229,10 @@ class OpenAIBackend(ScoringBackend):
             rendered = state.renderer.render(np.ones(instance.num_players, dtype=bool))
             pending = [Pending(self._key(rendered, t), lambda t=t: self._body(rendered, rendered.data_url(), t),
                                self._tokens(state, rendered), t) for t in targets]
-            answers, usage = self._paid(state, pending, call)
+            keys = [p.key for p in pending]
+            cached = self._lookup(state, keys)
+            misses = {p.key: p for p in pending if p.key not in cached}  # top log-probabilities: one key serves all
+            answers, usage = self._settle(state, keys, cached, list(misses.values()), call)
             scored = [score(answers[p.key], t, self.options.scoring) for p, t in zip(pending, targets)]
             usage.bounded = sum(b for _, b in scored)
             return argmax_answer(candidates, [v for v, _ in scored], usage)
@@ -245,22 +240,28 @@ class OpenAIBackend(ScoringBackend):
         key = self._hash(self._greedy_body(rendered, "sha256:" + rendered.pixel_digest()))
         tokens = self._tokens(state, rendered) - self.options.endpoint.max_tokens + GREEDY_MAX_TOKENS
         pending = Pending(key, lambda: self._greedy_body(rendered, rendered.data_url()), tokens, "", greedy=True)
-        answers, usage = self._paid(state, [pending], call)
+        cached = self._lookup(state, [key])
+        answers, usage = self._settle(state, [key], cached, [] if key in cached else [pending], call)
         raw = answers[key].text
         answer, note = self.answer_pattern.extract(raw)
         return AnswerResult(answer, raw=raw, how=f"greedy at temperature 0, {note}", usage=usage)
 
-    def _paid(self, state: _InstanceState, pending: list[Pending],
-              call: ScoreCall) -> tuple[dict[str, Answer], common_pb2.Usage]:
-        """The answers of ``pending`` from the cache, the misses paid for (each distinct key once), and the usage."""
-        cached = self.cache.get_many(p.key for p in pending)
-        misses = {p.key: p for p in pending if p.key not in cached}
-        self.metrics.cache_hits.inc(len(pending) - len(misses))
-        self.metrics.cache_misses.inc(len(misses))
-        paid, usage = self.endpoint.fetch(list(misses.values()), call.job, call.cancelled, call.deadline) if misses \
+    def _lookup(self, state: _InstanceState, keys: list[str]) -> dict[str, Answer]:
+        """The answers the cache holds for ``keys``, observed for the instance's token estimates."""
+        cached = self.cache.get_many(keys)
+        self._observe(state, list(cached.values()))
+        return cached
+
+    def _settle(self, state: _InstanceState, keys: list[str], cached: dict[str, Answer], pending: list[Pending],
+                call: ScoreCall) -> tuple[dict[str, Answer], common_pb2.Usage]:
+        """Every key's answer: ``cached``, and ``pending`` (the distinct misses) paid for now; the usage counts as
+        cache hits every key this call did not pay for (stored before, or paid for meanwhile by another call)."""
+        self.metrics.cache_hits.inc(sum(key in cached for key in keys))
+        self.metrics.cache_misses.inc(len(pending))
+        paid, usage = self.endpoint.fetch(pending, call.job, call.cancelled, call.deadline) if pending \
             else ({}, common_pb2.Usage())
         self._observe(state, list(paid.values()))
-        usage.cache_hits = len(pending) - usage.requests
+        usage.cache_hits = len(keys) - usage.requests
         return {**cached, **paid}, usage
 
     def _estimate(self, state: _InstanceState, masks: np.ndarray, misses: dict[str, int],
