@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Iterator, Mapping, Optional, Union
 
 from multishap.service import defaults
-from multishap.service.audit import ROLES, SplitMetrics, split_metrics
+from multishap.service.audit import SplitMetrics, split_metrics
 from multishap.service.math.metrics import dataset_summary
 
 from .explanation import Explanation, Usage
@@ -104,13 +104,6 @@ class DatasetReport:
         except ImportError as err:
             raise ImportError("DatasetReport.to_dataframe() needs pandas: pip install 'multishap[notebook]'") from err
         return pandas.DataFrame([{**row, "error": None} for row in self.rows] + list(self.failed))
-
-
-def check_role(role: Any) -> str:
-    """A record's role: "true" (its target is the ground truth), "foil" (a wrong target on purpose) or ""."""
-    if role != "" and role not in ROLES:
-        raise ValueError(f"a record's role must be one of {', '.join(ROLES)} or absent; got {role!r}")
-    return role
 
 
 def instance_id(record: Mapping[str, Any]) -> str:
@@ -369,7 +362,6 @@ def _keys(instances: Iterable[Mapping[str, Any]], target: str, options: Mapping[
     for record in instances:
         row_id = instance_id(record)
         try:
-            check_role(record.get("role", ""))
             wanted[(row_id, row_key(record, target, options))] = record
         except ValueError as err:
             results.append({"id": row_id, "key": None, "error": str(err)})

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Iterator, Mapping, Optional, Union
 
 import grpc
 
 from multishap.service import defaults
-from multishap.service.audit import split_metrics
 from multishap.v1 import jobs_pb2
 
-from .dataset import DatasetReport, _report_row, check_options, explain_options, instance_id
+from .dataset import DatasetReport, check_options, dataset_report, explain_options, instance_id
 from .errors import ExplainerError
 from .explanation import Explanation, FaithfulnessReport, Usage
 from .requests import explain_call, faithfulness_call
@@ -157,7 +156,7 @@ def job_result(job_id: str, rows: list[JobRow], status: JobStatus) -> Union[Expl
     """What an ended job gave: a dataset job's DatasetReport, else its one row's result; ExplainerError when a
     one-item job has none."""
     if status.kind == "dataset":
-        return dataset_report(rows, status)
+        return job_report(rows, status)
     if status.state != "succeeded" or not rows or rows[0].error is not None:
         reason = status.error or (rows[0].error if rows else f"the job was {status.state}")
         raise ExplainerError("FAILED_PRECONDITION", f"job {job_id} has no result: {reason}")
@@ -291,12 +290,11 @@ class JobListing:
         self.done = not reply.next_page_token
 
 
-def dataset_report(rows: list[JobRow], status: JobStatus) -> DatasetReport:
-    """The DatasetReport of a dataset job's rows (MSR and SDR as the server summarised them)."""
-    done = [_report_row(r.item_id, {"explanation": r.explanation.to_dict()}) for r in rows if r.explanation]
+def job_report(rows: list[JobRow], status: JobStatus) -> DatasetReport:
+    """The DatasetReport of a dataset job's rows, with MSR, SDR and usage as the server summarised them."""
+    done = [(r.item_id, {"explanation": r.explanation.to_dict()}) for r in rows if r.explanation]
     failed = [{"id": r.item_id, "error": r.error or ""} for r in rows if r.explanation is None]
-    return DatasetReport(msr=status.msr, sdr=status.sdr, rows=done, failed=failed, usage=status.usage,
-                         splits=split_metrics(done))
+    return replace(dataset_report(done, failed), msr=status.msr, sdr=status.sdr, usage=status.usage)
 
 
 def dataset_request(instances: Iterable[Mapping[str, Any]], target: str,

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 
-from ..jobs import STATES, dataset_report
+from ..jobs import STATES, job_report
 from . import types
 from .client_options import client_options, connection, dataset_arguments, dataset_options
 from .dataset import read_manifest
@@ -109,7 +109,7 @@ def get(args: argparse.Namespace) -> int:
             _write_rows(args.out, rows)
             print(f"wrote {len(rows)} rows to {args.out}")
         if status.kind == "dataset":
-            print(dataset_report(rows, job.status()).table())
+            print(job_report(rows, job.status()).table())
     return 0
 
 
